@@ -1,0 +1,28 @@
+# Everything runs from a local virtualenv that the first target to need it creates.
+PYTHON ?= python3
+PORT ?= 8080
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: serve test model clean
+
+## serve: run the function locally on :$(PORT) with the bundled model
+serve: $(VENV)/.installed
+	$(BIN)/functions-framework --target=predict --port=$(PORT)
+
+## test: run the whole test suite
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+## model: retrain model.joblib and model.json
+model: $(VENV)/.installed
+	$(BIN)/python train.py
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache artifacts

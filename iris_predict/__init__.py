@@ -1,0 +1,1 @@
+"""iris-predict: the helpers behind main.py's Cloud Function."""

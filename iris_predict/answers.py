@@ -1,0 +1,68 @@
+"""Shape predictions into the JSON each kind of request expects."""
+
+import numpy as np
+
+from iris_predict.features import FEATURES
+from iris_predict.model import Model
+from iris_predict.parsing import Batch
+
+PROBABILITY_DIGITS = 6
+
+
+def answer(batch: Batch, model: Model) -> dict:
+    """The response body for a validated batch."""
+    wants_proba = batch.probabilities or batch.output == "json"
+    labels, proba = model.predict(batch.X, wants_proba) if len(batch.X) else ([], None)
+    labels = np.asarray(labels).tolist()
+    species = [model.classes[k] for k in labels]
+    probabilities = _probabilities(model, proba) if proba is not None else None
+    warnings = _warnings(model, batch.X)
+
+    if batch.kind == "single":
+        # "prediction": [k] is the tutorial's answer; old clients read only that.
+        return {"prediction": labels, "species": species[0],
+                "probabilities": probabilities[0], "warnings": warnings}
+    if batch.kind == "calls":
+        return {"replies": _replies(batch, labels, species, probabilities, warnings)}
+    body = {"predictions": labels, "species": species}
+    if probabilities is not None:
+        body["probabilities"] = probabilities
+    body["warnings"] = warnings
+    return body
+
+
+def _probabilities(model: Model, proba: np.ndarray) -> list:
+    rounded = np.round(proba, PROBABILITY_DIGITS).tolist()
+    return [dict(zip(model.classes, row)) for row in rounded]
+
+
+def _warnings(model: Model, X: np.ndarray) -> list:
+    """One entry per out-of-training-range value: the model extrapolates there."""
+    found = []
+    for row, col in model.out_of_range(X):
+        name, _, unit = FEATURES[col]
+        value, lo, hi = float(X[row, col]), float(model.mins[col]), float(model.maxs[col])
+        found.append({
+            "row": row, "feature": name, "value": value, "min": lo, "max": hi,
+            "message": f"{name} {value:g} {unit} is outside the training range "
+                       f"{lo:g}-{hi:g} {unit}; the prediction is an extrapolation",
+        })
+    return found
+
+
+def _replies(batch: Batch, labels, species, probabilities, warnings) -> list:
+    """One reply per call, in order; None (SQL NULL) where a call had a NULL argument."""
+    if batch.output == "class":
+        scored = labels
+    elif batch.output == "species":
+        scored = species
+    else:
+        by_row = [[] for _ in labels]
+        for w in warnings:
+            by_row[w["row"]].append({k: v for k, v in w.items() if k != "row"})
+        scored = [{"class": k, "species": s, "probabilities": p, "warnings": ws}
+                  for k, s, p, ws in zip(labels, species, probabilities, by_row)]
+    replies = [None] * batch.total
+    for i, reply in zip(batch.present, scored):
+        replies[i] = reply
+    return replies

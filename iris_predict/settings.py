@@ -1,0 +1,39 @@
+"""Runtime configuration, read from the environment once, at import.
+
+Every variable has a default and a row in the README's Configuration table.
+A malformed value stops the instance at start-up with a clear message rather
+than serving with a setting nobody asked for.
+"""
+
+import os
+from pathlib import Path
+
+BUNDLE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SystemExit(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+# The serialized model; its sidecar metadata sits beside it as <name>.json.
+MODEL_PATH = Path(os.environ.get("MODEL_PATH", BUNDLE_DIR / "model.joblib"))
+
+# Comma-separated origins allowed to call from a browser; "*" allows any.
+ALLOWED_ORIGINS = frozenset(
+    origin.strip().rstrip("/")
+    for origin in os.environ.get("ALLOWED_ORIGINS", "*").split(",")
+    if origin.strip()
+)
+
+# Larger bodies are refused with 413 before they are parsed.
+MAX_BODY_BYTES = _positive_int("MAX_BODY_BYTES", 2 * 1024 * 1024)
+
+# Rows accepted in one "instances" or BigQuery "calls" batch.
+MAX_BATCH_ROWS = _positive_int("MAX_BATCH_ROWS", 10_000)

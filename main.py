@@ -1,0 +1,130 @@
+"""iris-predict: classify an iris flower over HTTPS, as a Google Cloud Function.
+
+Serve locally:  functions-framework --target=predict
+Classify once:  python main.py --sl 5.1 --sw 3.5 --pl 1.4 --pw 0.2
+
+The model ships in the source bundle (model.joblib) and is loaded lazily, once
+per instance, on the first request that needs it. README "API reference"
+documents every request and answer.
+"""
+
+import argparse
+import json
+import logging
+import sys
+
+import flask
+import functions_framework
+from werkzeug.exceptions import HTTPException
+
+from iris_predict import cors, model, settings
+from iris_predict.answers import answer
+from iris_predict.artifact import ModelUnavailable
+from iris_predict.features import ALIASES, NAMES
+from iris_predict.parsing import Batch, InvalidRequest, decode, parse, parse_row
+from iris_predict.responses import error_response, json_response, read_body
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+log = logging.getLogger("iris_predict")
+ALLOW = "GET, POST, OPTIONS"
+
+
+@functions_framework.http
+def predict(request: flask.Request) -> flask.Response:
+    """GET: model metadata. POST: predictions. OPTIONS: CORS preflight."""
+    origin = request.headers.get("Origin")
+    bigquery = False
+    try:
+        if request.method == "POST":
+            payload = decode(read_body(request))
+            bigquery = isinstance(payload, dict) and "calls" in payload
+            response = json_response(answer(parse(payload), model.get()))
+        elif request.method in ("GET", "HEAD"):
+            response = json_response(describe(model.get()))
+        elif request.method == "OPTIONS":
+            response = flask.Response(status=204, headers={"Allow": ALLOW})
+            del response.headers["Content-Type"]
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers.update(cors.headers(origin, preflight=True))
+            return response
+        else:
+            response = error_response(f"method {request.method} is not allowed; use {ALLOW}",
+                                      405, headers={"Allow": ALLOW})
+    except InvalidRequest as e:
+        response = error_response(e.message, e.status, bigquery)
+    except ModelUnavailable:
+        response = error_response("the model is unavailable; see the function's logs",
+                                  503, bigquery)
+    except Exception:  # a bug of ours: log it, never show a trace to the client
+        log.exception("unexpected error answering %s", request.method)
+        response = error_response("internal error", 500, bigquery)
+    response.headers.update(cors.headers(origin))
+    return response
+
+
+def _framework_error(error: HTTPException) -> flask.Response:
+    """The framework's own refusals (e.g. its 404 for /favicon.ico), as JSON too."""
+    response = error_response(error.description or error.name, error.code or 500)
+    response.headers.update(cors.headers(flask.request.headers.get("Origin")))
+    return response
+
+
+if flask.has_app_context():  # functions-framework imports this module inside its app
+    flask.current_app.register_error_handler(HTTPException, _framework_error)
+
+
+def describe(served: model.Model) -> dict:
+    """The metadata a client needs to build a form or check what it is talking to."""
+    meta = served.metadata
+    return {
+        "features": meta["features"],
+        "aliases": dict(zip(ALIASES, NAMES)),
+        "classes": meta["classes"],
+        "estimator": meta["estimator"],
+        "metrics": meta["metrics"],
+        "versions": meta["versions"],
+        "sha256": meta["sha256"],
+        "limits": {
+            "max_body_bytes": settings.MAX_BODY_BYTES,
+            "max_batch_rows": settings.MAX_BATCH_ROWS,
+        },
+    }
+
+
+def cli(argv=None) -> int:
+    """The tutorial's iris.py: classify one flower given on the command line."""
+    parser = argparse.ArgumentParser(description="Classify one iris flower (measurements in cm).")
+    for name, alias in zip(NAMES, ALIASES):
+        parser.add_argument(f"--{alias}", f"--{name.replace('_', '-')}", dest=alias,
+                            required=True, metavar="CM", help=name.replace("_", " "))
+    parser.add_argument("--json", action="store_true", help="print the full JSON answer")
+    args = parser.parse_args(argv)
+    logging.getLogger().setLevel(logging.WARNING)  # print the answer, not the server's log
+    try:
+        values = {alias: _cli_number(getattr(args, alias)) for alias in ALIASES}
+        body = answer(Batch("single", parse_row(values)[None, :], probabilities=True),
+                      model.get())
+    except InvalidRequest as e:
+        parser.error(e.message)
+    except ModelUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        print(body["species"])
+        for warning in body["warnings"]:
+            print(f"warning: {warning['message']}", file=sys.stderr)
+    return 0
+
+
+def _cli_number(text: str):
+    """A command-line value as JSON would give it, so the same validation applies."""
+    try:
+        return json.loads(text, parse_constant=lambda name: name)
+    except ValueError:
+        return text
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,33 @@
+import pytest
+import functions_framework
+
+from tests.server import ROOT, FunctionServer
+
+
+@pytest.fixture(scope="session")
+def app():
+    """The function's Flask app, built by functions-framework as in production."""
+    return functions_framework.create_app(target="predict", source=str(ROOT / "main.py"))
+
+
+@pytest.fixture
+def client(app):
+    """An in-process client for the app."""
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def live():
+    """A real functions-framework server on a loopback port, shared by the session."""
+    with FunctionServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_model(monkeypatch):
+    """The lazy model holder reset to a cold instance (restored afterwards)."""
+    from iris_predict import model
+    monkeypatch.setattr(model, "_model", None)
+    monkeypatch.setattr(model, "_error", None)
+    monkeypatch.setattr(model, "loads", 0)
+    return model

@@ -1,0 +1,200 @@
+"""The handler through functions-framework's own Flask app, in process."""
+
+import json
+import logging
+import shutil
+import threading
+
+import pytest
+
+from iris_predict import settings
+
+TUTORIAL = {"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}
+SETOSA = [5.1, 3.5, 1.4, 0.2]
+VERSICOLOR = [7.0, 3.2, 4.7, 1.4]
+VIRGINICA = [6.3, 3.3, 6.0, 2.5]
+
+
+def test_tutorial_request_keeps_its_answer_and_adds_detail(client):
+    reply = client.post("/", json=TUTORIAL)
+    assert reply.status_code == 200
+    body = reply.get_json()
+    assert body["prediction"] == [0]
+    assert body["species"] == "setosa"
+    assert set(body["probabilities"]) == {"setosa", "versicolor", "virginica"}
+    assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    assert max(body["probabilities"], key=body["probabilities"].get) == "setosa"
+    assert [w["feature"] for w in body["warnings"]] == ["sepal_length"]  # 3.0 < 4.3 seen
+
+
+def test_named_features_give_the_same_answer(client):
+    named = dict(zip(("sepal_length", "sepal_width", "petal_length", "petal_width"),
+                     TUTORIAL.values()))
+    assert client.post("/", json=named).get_json() == client.post("/", json=TUTORIAL).get_json()
+
+
+def test_batch_matches_single_answers_in_order(client):
+    rows = [VIRGINICA, SETOSA, {"sl": 7.0, "sw": 3.2, "pl": 4.7, "pw": 1.4}]
+    body = client.post("/", json={"instances": rows}).get_json()
+    assert body["predictions"] == [2, 0, 1]
+    assert body["species"] == ["virginica", "setosa", "versicolor"]
+    assert "probabilities" not in body and body["warnings"] == []
+    asked = client.post("/", json={"instances": rows, "parameters": {"probabilities": True}})
+    singles = [client.post("/", json=dict(zip(("sl", "sw", "pl", "pw"), r)))
+               .get_json()["probabilities"] for r in (VIRGINICA, SETOSA, VERSICOLOR)]
+    assert asked.get_json()["probabilities"] == singles
+
+
+def test_batch_warnings_name_row_and_feature(client):
+    body = client.post("/", json={"instances": [SETOSA, [5.1, 3.5, 9.5, 0.2]]}).get_json()
+    assert [(w["row"], w["feature"], w["max"]) for w in body["warnings"]] == [(1, "petal_length", 6.9)]
+    assert "extrapolation" in body["warnings"][0]["message"]
+
+
+def test_bigquery_calls(client):
+    request = {"requestId": "124ab1c", "caller": "//bigquery.googleapis.com/projects/p/jobs/j",
+               "sessionUser": "a@example.com", "calls": [SETOSA, [None, 3, 4, 5], VIRGINICA]}
+    assert client.post("/", json=request).get_json() == {"replies": ["setosa", None, "virginica"]}
+    request["userDefinedContext"] = {"output": "json"}
+    replies = client.post("/", json=request).get_json()["replies"]
+    assert replies[1] is None and replies[2]["class"] == 2 and replies[2]["species"] == "virginica"
+    request["calls"] = [[1, 2, 3]]
+    reply = client.post("/", json=request)
+    assert reply.status_code == 400 and "calls[0] has 3 arguments" in reply.get_json()["errorMessage"]
+
+
+def test_get_describes_the_model(client):
+    body = client.get("/").get_json()
+    assert [f["name"] for f in body["features"]] == ["sepal_length", "sepal_width",
+                                                     "petal_length", "petal_width"]
+    assert body["features"][0] == {"name": "sepal_length", "alias": "sl", "unit": "cm",
+                                   "min": 4.3, "max": 7.9}
+    assert body["classes"] == ["setosa", "versicolor", "virginica"]
+    assert body["limits"] == {"max_body_bytes": settings.MAX_BODY_BYTES,
+                              "max_batch_rows": settings.MAX_BATCH_ROWS}
+    with open(settings.MODEL_PATH.with_suffix(".json")) as f:
+        assert body["sha256"] == json.load(f)["sha256"]
+    assert {"holdout_accuracy", "cv_accuracy_mean"} <= set(body["metrics"])
+    assert {"python", "scikit-learn", "joblib", "numpy"} <= set(body["versions"])
+
+
+def test_every_answer_is_json_and_nosniff(client):
+    for reply in (client.get("/"), client.post("/", json=TUTORIAL), client.post("/", data="x"),
+                  client.delete("/"), client.get("/favicon.ico")):
+        assert reply.mimetype == "application/json"
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+        reply.get_json()
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_other_methods_are_405_with_allow(client, method):
+    reply = client.open("/", method=method)
+    assert reply.status_code == 405
+    assert reply.headers["Allow"] == "GET, POST, OPTIONS"
+    assert method in reply.get_json()["error"]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x"])
+def test_non_json_content_types_are_415(client, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    reply = client.post("/", data=json.dumps(TUTORIAL), headers=headers)
+    assert reply.status_code == 415 and "application/json" in reply.get_json()["error"]
+
+
+def test_json_with_charset_is_fine(client):
+    reply = client.post("/", data=json.dumps(TUTORIAL),
+                        headers={"Content-Type": "application/json; charset=utf-8"})
+    assert reply.status_code == 200
+
+
+def test_body_over_the_limit_is_413_before_parsing(client, monkeypatch):
+    monkeypatch.setattr(settings, "MAX_BODY_BYTES", 100)
+    reply = client.post("/", data=b"{" * 101, content_type="application/json")
+    assert reply.status_code == 413 and "limit of 100" in reply.get_json()["error"]
+
+
+def test_cors_any_origin_by_default(client):
+    reply = client.post("/", json=TUTORIAL, headers={"Origin": "https://shop.example"})
+    assert reply.headers["Access-Control-Allow-Origin"] == "*"
+    preflight = client.options("/", headers={"Origin": "https://shop.example",
+                                             "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET, POST, OPTIONS"
+    assert preflight.headers["Access-Control-Allow-Headers"] == "Content-Type, Authorization"
+    assert int(preflight.headers["Access-Control-Max-Age"]) > 0
+
+
+def test_cors_origin_list(client, monkeypatch):
+    monkeypatch.setattr(settings, "ALLOWED_ORIGINS", frozenset({"https://shop.example"}))
+    allowed = client.post("/", json=TUTORIAL, headers={"Origin": "https://shop.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert allowed.headers["Vary"] == "Origin"
+    for origin in ("https://evil.example", "https://shop.example.evil.example", "null"):
+        refused = client.post("/", json=TUTORIAL, headers={"Origin": origin})
+        assert "Access-Control-Allow-Origin" not in refused.headers
+        assert refused.headers["Vary"] == "Origin"
+        preflight = client.options("/", headers={"Origin": origin,
+                                                 "Access-Control-Request-Method": "POST"})
+        assert "Access-Control-Allow-Origin" not in preflight.headers
+    error = client.post("/", json={}, headers={"Origin": "https://shop.example"})
+    assert error.status_code == 400  # browsers can read the error message too
+    assert error.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+
+
+def test_concurrent_first_requests_load_the_model_once(client, fresh_model):
+    replies, start = [], threading.Barrier(32)
+
+    def first_request():
+        start.wait()
+        replies.append(client.post("/", json=TUTORIAL).status_code)
+
+    threads = [threading.Thread(target=first_request) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert replies == [200] * 32
+    assert fresh_model.loads == 1
+
+
+def _broken_copy(tmp_path, damage):
+    """A copy of the bundled model and sidecar, damaged by `damage(model_path, sidecar_path)`."""
+    model, sidecar = tmp_path / "model.joblib", tmp_path / "model.json"
+    shutil.copy(settings.MODEL_PATH, model)
+    shutil.copy(settings.MODEL_PATH.with_suffix(".json"), sidecar)
+    damage(model, sidecar)
+    return model
+
+
+def _edit_sidecar(sidecar, edit):
+    data = json.loads(sidecar.read_text())
+    edit(data)
+    sidecar.write_text(json.dumps(data))
+
+
+BROKEN = {
+    "missing model": (lambda m, s: m.unlink(), "cannot be read"),
+    "missing metadata": (lambda m, s: s.unlink(), "metadata"),
+    "truncated model": (lambda m, s: m.write_bytes(m.read_bytes()[:100]), "SHA-256"),
+    "other sklearn": (lambda m, s: _edit_sidecar(
+        s, lambda d: d["versions"].update({"scikit-learn": "0.24.2"})), "0.24.2"),
+    "wrong digest": (lambda m, s: _edit_sidecar(s, lambda d: d.update(sha256="0" * 64)), "SHA-256"),
+    "garbage metadata": (lambda m, s: s.write_text("{"), "unreadable"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_unloadable_model_is_503_and_logged_once(case, client, fresh_model, tmp_path,
+                                                 monkeypatch, caplog):
+    damage, cause = BROKEN[case]
+    monkeypatch.setattr(settings, "MODEL_PATH", _broken_copy(tmp_path, damage))
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            for reply in (client.post("/", json=TUTORIAL), client.get("/"),
+                          client.post("/", json={"calls": [SETOSA]})):
+                assert reply.status_code == 503
+                assert "unavailable" in json.dumps(reply.get_json())
+    logged = [r.getMessage() for r in caplog.records if "model unavailable" in r.getMessage()]
+    assert len(logged) == 1 and cause in logged[0]
+    assert fresh_model.loads == 1

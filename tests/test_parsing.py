@@ -1,0 +1,108 @@
+"""Unit tests for request decoding and validation."""
+
+import numpy as np
+import pytest
+
+from iris_predict import parsing, settings
+from iris_predict.parsing import InvalidRequest, decode, parse
+
+SETOSA = [5.1, 3.5, 1.4, 0.2]
+TUTORIAL = {"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}
+NAMED = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+@pytest.mark.parametrize("payload", [TUTORIAL, NAMED, {"sl": 5, "sw": 3.5, "pl": 1.4, "pw": 0.2}])
+def test_single_flower_forms_agree(payload):
+    batch = parse(payload)
+    assert batch.kind == "single"
+    np.testing.assert_allclose(batch.X, [[5 if payload.get("sl") == 5 else 5.1, 3.5, 1.4, 0.2]])
+
+
+def test_instances_accept_arrays_and_objects_in_order():
+    batch = parse({"instances": [SETOSA, NAMED, TUTORIAL, [7, 3.2, 4.7, 1.4]]})
+    assert batch.kind == "instances" and not batch.probabilities
+    np.testing.assert_array_equal(batch.X, [SETOSA, SETOSA, SETOSA, [7, 3.2, 4.7, 1.4]])
+
+
+def test_calls_keep_nulls_and_read_decimal_strings():
+    batch = parse({"requestId": "r", "calls": [SETOSA, [None, 1, 2, 3], ["5.1", "3.5", "1.4", "0.2"]],
+                   "userDefinedContext": {"output": "class"}})
+    assert (batch.total, batch.present, batch.output) == (3, [0, 2], "class")
+    np.testing.assert_array_equal(batch.X, [SETOSA, SETOSA])
+
+
+def test_empty_calls_are_an_empty_answer():
+    batch = parse({"calls": []})
+    assert batch.total == 0 and batch.X.shape == (0, 4)
+
+
+BAD = [
+    # (body bytes, status, words the message must contain)
+    (b"", 400, "not valid JSON"),
+    (b"{", 400, "not valid JSON"),
+    (b"\xff\xfe\x00", 400, "not valid"),
+    (b'{"sl": NaN, "sw": 1, "pl": 1, "pw": 1}', 400, "NaN"),
+    (b'{"sl": Infinity, "sw": 1, "pl": 1, "pw": 1}', 400, "Infinity"),
+    (b'{"sl": -Infinity, "sw": 1, "pl": 1, "pw": 1}', 400, "-Infinity"),
+    (b'{"sl": 1e999, "sw": 1, "pl": 1, "pw": 1}', 400, "sl must be a number"),
+    (b'{"sl": 1, "sl": 2, "sw": 1, "pl": 1, "pw": 1}', 400, 'repeats the field "sl"'),
+    (b"[" * 100_000, 400, "nested too deeply"),
+    (b'{"sl": ' + b"9" * 5000 + b"}", 400, "too many digits"),
+    (b'[5.1, 3.5, 1.4, 0.2]', 400, "must be a JSON object, got array"),
+    (b'"hello"', 400, "got string"),
+    (b"null", 400, "got null"),
+    (b"{}", 400, "missing sl, sw, pl, pw"),
+    (b'{"sl": 1, "sw": 1, "pl": 1}', 400, "missing pw"),
+    (b'{"sl": 1, "sw": 1, "pl": 1, "pw": 1, "x": 2}', 400, 'unknown field "x"'),
+    (b'{"sl": 1, "sw": 1, "pl": 1, "petal_width": 1}', 400, "not both"),
+    (b'{"sl": "5.1", "sw": 1, "pl": 1, "pw": 1}', 400, 'sl must be a number greater than 0 and at most 100 (cm), got string "5.1"'),
+    (b'{"sl": true, "sw": 1, "pl": 1, "pw": 1}', 400, "got boolean"),
+    (b'{"sl": null, "sw": 1, "pl": 1, "pw": 1}', 400, "got null"),
+    (b'{"sl": [1], "sw": 1, "pl": 1, "pw": 1}', 400, "got array"),
+    (b'{"sl": {}, "sw": 1, "pl": 1, "pw": 1}', 400, "got object"),
+    (b'{"sl": -1, "sw": 1, "pl": 1, "pw": 1}', 400, "got -1"),
+    (b'{"sl": 0, "sw": 1, "pl": 1, "pw": 1}', 400, "got 0"),
+    (b'{"sl": 1e300, "sw": 1, "pl": 1, "pw": 1}', 400, "got 1e+300"),
+    (b'{"sl": ' + b"9" * 400 + b', "sw": 1, "pl": 1, "pw": 1}', 400, "sl must be a number"),
+    (b'{"instances": []}', 400, "instances is empty"),
+    (b'{"instances": {}}', 400, "instances must be an array"),
+    (b'{"instances": [[1, 2, 3]]}', 400, "instances[0] has 3 values, expected 4"),
+    (b'{"instances": [[1, 2, 3, 4], [1, 2, 3, 4, 5]]}', 400, "instances[1] has 5 values"),
+    (b'{"instances": [[1, 2, 3, "4"]]}', 400, "instances[0][3] (petal_width)"),
+    (b'{"instances": [[1, 2, 3, 4], 7]}', 400, "instances[1] must be an array of 4 numbers or an object"),
+    (b'{"instances": [{"sl": 1, "sw": 2, "pl": 3}]}', 400, "instances[0] is missing pw"),
+    (b'{"instances": [[1, 2, 3, 4]], "parameters": {"probabilities": "yes"}}', 400, "parameters.probabilities"),
+    (b'{"instances": [[1, 2, 3, 4]], "parameters": {"top_k": 1}}', 400, 'unknown field "top_k"'),
+    (b'{"instances": [[1, 2, 3, 4]], "extra": 1}', 400, 'unknown field "extra"'),
+    (b'{"calls": [[1, 2, 3]]}', 400, "calls[0] has 3 arguments"),
+    (b'{"calls": [[1, 2, 3, "x"]]}', 400, "calls[0][3] (petal_width)"),
+    (b'{"calls": [[1, 2, 3, "NaN"]]}', 400, "calls[0][3]"),
+    (b'{"calls": [[1, 2, 3, 4]], "userDefinedContext": {"output": "html"}}', 400, "userDefinedContext.output"),
+    (b'{"calls": "all"}', 400, "calls must be an array"),
+]
+
+
+@pytest.mark.parametrize("body, status, words", BAD)
+def test_bad_requests_are_named(body, status, words):
+    with pytest.raises(InvalidRequest) as caught:
+        parse(decode(body))
+    assert caught.value.status == status
+    assert words in caught.value.message
+    assert len(caught.value.message) < 300
+
+
+def test_batch_row_limit(monkeypatch):
+    monkeypatch.setattr(settings, "MAX_BATCH_ROWS", 3)
+    parse({"instances": [SETOSA] * 3})
+    with pytest.raises(InvalidRequest) as caught:
+        parse({"instances": [SETOSA] * 4})
+    assert caught.value.status == 413 and "limit of 3" in caught.value.message
+
+
+def test_fast_and_row_by_row_paths_agree():
+    rng = np.random.default_rng(0)
+    rows = rng.uniform(0.1, 9, size=(500, 4)).tolist()
+    fast = parse({"instances": rows}).X
+    slow = parse({"instances": rows + [NAMED]}).X[:-1]  # an object row forces the slow path
+    assert parsing._fast_matrix(rows) is not None
+    np.testing.assert_array_equal(fast, slow)
