@@ -130,11 +130,15 @@ deploy=(gcloud functions deploy "$NAME" --gen2 --project="$PROJECT" --region="$R
   --runtime="$RUNTIME" --source=. --entry-point=predict --trigger-http
   --memory="$MEMORY" --cpu="$CPU" --concurrency="$CONCURRENCY"
   --min-instances="$MIN_INSTANCES" --max-instances="$MAX_INSTANCES" --timeout="$TIMEOUT"
-  --set-env-vars="$env_vars" --quiet --format=value\(serviceConfig.uri\))
+  --set-env-vars="$env_vars" --serve-all-traffic-latest-revision
+  --quiet --format=value\(serviceConfig.uri\))
+# Said either way, so a redeploy also takes allUsers away from a function that was public.
+access=private
 if $PUBLIC; then
+  access=public
   deploy+=(--allow-unauthenticated)
 else
-  deploy+=(--no-allow-unauthenticated)  # on a redeploy this also removes an allUsers binding
+  deploy+=(--no-allow-unauthenticated)
 fi
 
 if $DRY_RUN; then
@@ -143,7 +147,7 @@ if $DRY_RUN; then
   exit 0
 fi
 
-echo "Deploying $NAME to $PROJECT/$REGION ($( $PUBLIC && echo public || echo private ))..." >&2
+echo "Deploying $NAME ($access) to project $PROJECT, region $REGION..." >&2
 url="$("${deploy[@]}")" || die "gcloud functions deploy failed (its message is above)"
 [[ -n "$url" ]] || die "gcloud reported no URL for $NAME"
 echo "URL: $url"

@@ -1,15 +1,15 @@
 """A small fake of the Google Cloud APIs that `gcloud functions deploy` calls, on loopback.
 
 gcloud is pointed at it with CLOUDSDK_API_ENDPOINT_OVERRIDES_* and also uses it as its HTTP
-proxy (CLOUDSDK_PROXY_*): Cloud Run calls go to a regional host derived from the override
-("us-central1-127.0.0.1:PORT"), which only a proxy can receive, and any request for a host that
-is not this fake (an HTTPS CONNECT to a real Google host) is refused and recorded, so a test
-can prove that nothing left the machine.
+proxy (CLOUDSDK_PROXY_*), so every request gcloud makes arrives here: one for any other host
+(an HTTPS CONNECT to a real Google host, the metadata server) is refused and recorded, and a
+test can prove that nothing left the machine.
 
 It keeps just enough state for a deploy: functions, operations (done at once, with stages),
 uploaded zips, Cloud Run IAM policies. It also plays Cloud Run's front end for the deployed
-function: /fn/NAME checks the caller's token like a private service would and forwards the
-request to a real local functions-framework server (`backend`).
+function: /fn/NAME lets in callers as Cloud Run would (anyone once allUsers may invoke, else
+only a bearer of the identity token) and forwards them to a real local functions-framework
+server (`backend`).
 """
 
 import http.client
@@ -74,7 +74,8 @@ class FakeGoogleCloud:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
         return self
 
     def stop(self):
@@ -152,7 +153,7 @@ class FakeGoogleCloud:
         function.update(name=key, environment="GEN_2", state="ACTIVE",
                         url=f"{self.url}/fn/{name}")
         function.setdefault("serviceConfig", {}).update(
-            service=service, uri=f"{self.url}/fn/{name}", allTrafficOnLatestRevision=True)
+            service=service, uri=f"{self.url}/fn/{name}")
         self.functions[key] = function
         self.policies.setdefault(service, {"etag": "BwYAAAA=", "bindings": []})
         op = f"projects/{function_project(key)}/locations/{region}/operations/{uuid.uuid4()}"
