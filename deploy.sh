@@ -111,8 +111,11 @@ if [[ -z "$PROJECT" ]]; then
 fi
 [[ -n "$PROJECT" ]] || die "no Google Cloud project: pass --project ID or run 'gcloud config set project ID'"
 
-for file in main.py requirements.txt model.joblib model.json .gcloudignore; do
-  [[ -f "$file" ]] || die "$file is missing (model.joblib and model.json come from 'make model')"
+for file in main.py requirements.txt .gcloudignore; do
+  [[ -f "$file" ]] || die "$file is missing from $PWD"
+done
+for file in model.joblib model.json; do
+  [[ -f "$file" ]] || die "$file is missing: 'make model' writes it"
 done
 # A model pickled by another scikit-learn may load and answer wrongly; the function refuses it,
 # so refuse to ship it in the first place.
