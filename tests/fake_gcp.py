@@ -214,14 +214,17 @@ class FakeGoogleCloud:
 
     # --- Cloud Run's front end for the deployed function ----------------------------------
 
+    def public(self, service: str) -> bool:
+        """Whether allUsers may invoke this Cloud Run service."""
+        return any(b["role"] == INVOKER and "allUsers" in b.get("members", [])
+                   for b in self.policies.get(service, {}).get("bindings", []))
+
     def allowed(self, name: str, authorization: str | None) -> bool:
-        """Whether the caller may invoke: allUsers invokers, or a valid identity token."""
+        """Whether the caller may invoke: anyone if allUsers may, else a valid identity token."""
         for key, function in self.functions.items():
             if key.endswith(f"/functions/{name}"):
-                policy = self.policies.get(function["serviceConfig"]["service"], {})
-                public = any(b["role"] == INVOKER and "allUsers" in b.get("members", [])
-                             for b in policy.get("bindings", []))
-                return public or authorization == f"Bearer {self.id_token}"
+                return (self.public(function["serviceConfig"]["service"])
+                        or authorization == f"Bearer {self.id_token}")
         return False
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_gcp import INVOKER, FakeGoogleCloud
+from tests.fake_gcp import FakeGoogleCloud
 from tests.server import ROOT, FunctionServer, call
 
 PROJECT = "iris-rehearsal"
@@ -103,11 +103,6 @@ def smoke_calls(fake: FakeGoogleCloud) -> list:
     return [r for r in fake.requests if r.path.startswith("/fn/")]
 
 
-def public(fake: FakeGoogleCloud, service: str) -> bool:
-    return any(b["role"] == INVOKER and "allUsers" in b["members"]
-               for b in fake.policies[service].get("bindings", []))
-
-
 def repo_copy(dest: Path) -> Path:
     """deploy.sh and everything it ships, copied so a test can break them."""
     for name in ("deploy.sh", ".gcloudignore", "main.py", "requirements.txt",
@@ -175,6 +170,15 @@ def bundle_python(bundle, tmp_path_factory) -> str:
                     "--no-compile", "-r", str(bundle / "requirements.txt")],
                    check=True, capture_output=True)
     return python
+
+
+def test_the_fake_catches_requests_for_any_other_host(cloud, tmp_path):
+    # An API the fake does not override: gcloud goes for the real host, through the fake.
+    result = subprocess.run(["gcloud", "compute", "regions", "list"], capture_output=True,
+                            text=True, env=gcloud_env(cloud, tmp_path), timeout=120)
+    assert result.returncode != 0
+    foreign = [(r.method, r.host) for r in cloud.foreign()]
+    assert foreign == [("CONNECT", "compute.googleapis.com:443")]
 
 
 # --- The script itself -------------------------------------------------------------------
@@ -315,7 +319,7 @@ def test_private_by_default(first_deploy):
     fake, _ = first_deploy
     assert fake.calls("POST", IAM) == []
     (function,) = fake.functions.values()
-    assert not public(fake, function["serviceConfig"]["service"])
+    assert not fake.public(function["serviceConfig"]["service"])
     assert call(function["url"], "POST", TUTORIAL).status == 403  # without the token
 
 
@@ -369,7 +373,7 @@ def test_public_then_private_redeploy_updates_in_place(cloud, env):
     assert first.returncode == 0, first.stderr
     (function,) = cloud.functions.values()
     service = function["serviceConfig"]["service"]
-    assert public(cloud, service)  # allUsers may invoke: what browsers need
+    assert cloud.public(service)  # allUsers may invoke: what browsers need
     assert all("authorization" not in r.headers for r in smoke_calls(cloud))
 
     second = deploy(env)
@@ -379,7 +383,7 @@ def test_public_then_private_redeploy_updates_in_place(cloud, env):
     update_mask = patch.query["updateMask"][0].split(",")
     assert {"build_config.source", "service_config.all_traffic_on_latest_revision"} <= set(update_mask)
     assert len(cloud.uploads) == 2
-    assert not public(cloud, service)  # deploying private again takes allUsers away
+    assert not cloud.public(service)  # deploying private again takes allUsers away
     assert call(function["url"], "POST", TUTORIAL).status == 403
     assert "Smoke test passed" in second.stdout
     assert_nothing_left_the_machine(cloud)
@@ -395,6 +399,7 @@ def test_api_error_fails_the_deploy_with_gclouds_message(cloud, env):
     assert "gcloud functions deploy failed" in result.stderr
     assert "URL:" not in result.stdout
     assert smoke_calls(cloud) == []
+    assert_nothing_left_the_machine(cloud)
 
 
 @pytest.mark.parametrize("token, message", [
@@ -410,3 +415,4 @@ def test_failed_smoke_test_fails_the_deploy(cloud, env, token, message):
     assert f"URL: {cloud.url}/fn/iris-predict" in result.stdout  # deployed, then refused
     assert message in result.stderr
     assert "Smoke test passed" not in result.stdout
+    assert_nothing_left_the_machine(cloud)
