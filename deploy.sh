@@ -97,7 +97,8 @@ positive_int --max-instances "$MAX_INSTANCES"
 positive_int --max-body-bytes "$MAX_BODY_BYTES"
 positive_int --max-batch-rows "$MAX_BATCH_ROWS"
 [[ "$MIN_INSTANCES" =~ ^[0-9]+$ ]] || die "--min-instances must be 0 or more, got '$MIN_INSTANCES'"
-((MIN_INSTANCES <= MAX_INSTANCES)) || die "--min-instances ($MIN_INSTANCES) exceeds --max-instances ($MAX_INSTANCES)"
+((MIN_INSTANCES <= MAX_INSTANCES)) ||
+  die "--min-instances ($MIN_INSTANCES) exceeds --max-instances ($MAX_INSTANCES)"
 # The env vars go to gcloud as one list split on ';' (gcloud topic escaping), since origins use ','.
 [[ "$ALLOWED_ORIGINS" != *";"* ]] || die "--allowed-origins must not contain ';'"
 
@@ -109,7 +110,8 @@ command -v gcloud >/dev/null ||
 if [[ -z "$PROJECT" ]]; then
   PROJECT="$(gcloud config get-value project 2>/dev/null || true)"
 fi
-[[ -n "$PROJECT" ]] || die "no Google Cloud project: pass --project ID or run 'gcloud config set project ID'"
+[[ -n "$PROJECT" ]] ||
+  die "no Google Cloud project: pass --project ID or run 'gcloud config set project ID'"
 
 for file in main.py requirements.txt .gcloudignore; do
   [[ -f "$file" ]] || die "$file is missing from $PWD"
@@ -121,10 +123,12 @@ done
 # so refuse to ship it in the first place.
 trained_with="$(sed -n 's/^ *"scikit-learn": *"\([^"]*\)".*/\1/p' model.json)"
 pinned="$(sed -n 's/^scikit-learn==\([^[:space:];#]*\).*/\1/p' requirements.txt)"
-[[ -n "$trained_with" ]] || die "model.json records no scikit-learn version; retrain with 'make model'"
+[[ -n "$trained_with" ]] ||
+  die "model.json records no scikit-learn version; retrain with 'make model'"
 [[ -n "$pinned" ]] || die "requirements.txt pins no scikit-learn version (scikit-learn==X.Y.Z)"
 [[ "$trained_with" == "$pinned" ]] ||
-  die "model.joblib was trained with scikit-learn $trained_with but requirements.txt pins $pinned; retrain with 'make model'"
+  die "model.joblib was trained with scikit-learn $trained_with" \
+    "but requirements.txt pins $pinned; retrain with 'make model'"
 
 # --- The deploy. -------------------------------------------------------------------------
 env_vars="^;^ALLOWED_ORIGINS=$ALLOWED_ORIGINS;MAX_BODY_BYTES=$MAX_BODY_BYTES"
@@ -161,7 +165,8 @@ if ! $PUBLIC; then
   token="${ID_TOKEN:-}"
   if [[ -z "$token" ]]; then
     token="$(gcloud auth print-identity-token --quiet)" ||
-      die "deployed, but could not get an identity token to smoke-test the private function; set ID_TOKEN or run 'gcloud auth login'"
+      die "deployed, but could not get an identity token to smoke-test the private function;" \
+        "set ID_TOKEN or run 'gcloud auth login'"
   fi
   authorization="Authorization: Bearer $token"
 fi
@@ -173,7 +178,8 @@ call() {
 }
 
 metadata="$(call)" || die "smoke test: GET $url failed: $metadata"
-[[ "$metadata" == *'"classes"'* ]] || die "smoke test: GET $url answered no model metadata: $metadata"
+[[ "$metadata" == *'"classes"'* ]] ||
+  die "smoke test: GET $url answered no model metadata: $metadata"
 answer="$(call --header 'Content-Type: application/json' \
   --data '{"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}')" ||
   die "smoke test: POST $url failed: $answer"

@@ -91,7 +91,7 @@ class FakeGoogleCloud:
         return [r for r in self.requests if r.method == method and re.search(path, r.path)]
 
     def foreign(self) -> list:
-        """Requests meant for any host other than this fake (or its regional alias)."""
+        """Requests meant for any host other than this fake."""
         return [r for r in self.requests if not _is_fake_host(r.host, self.url)]
 
     def unhandled(self) -> list:
@@ -105,10 +105,9 @@ class FakeGoogleCloud:
         for failure in self.failures:
             if failure.method == request.method and re.search(failure.path, request.path):
                 return failure.status, _error(failure.status, failure.message)
-        m, path = request.method, request.path
         for method, pattern, handler in self.ROUTES:
-            match = re.fullmatch(pattern, path)
-            if method == m and match:
+            match = re.fullmatch(pattern, request.path)
+            if method == request.method and match:
                 return handler(self, request, **match.groupdict())
         return None
 
@@ -133,7 +132,7 @@ class FakeGoogleCloud:
         key = f"projects/{project}/locations/{region}/functions/{name}"
         if key in self.functions:
             return 409, _error(409, f"Function {name} already exists")
-        return self._deploy(key, region, name, request.json())
+        return self._deploy(project, region, name, request.json())
 
     def patch_function(self, request, project, region, name):
         key = f"projects/{project}/locations/{region}/functions/{name}"
@@ -143,20 +142,22 @@ class FakeGoogleCloud:
         body = request.json()
         for path in request.query["updateMask"][0].split(","):
             _copy_field(body, function, [_camel(part) for part in path.split(".")])
-        return self._deploy(key, region, name, function)
+        return self._deploy(project, region, name, function)
 
-    def _deploy(self, key, region, name, function):
+    def _deploy(self, project, region, name, function):
+        """Store the function as deployed and answer with its (already finished) operation."""
+        key = f"projects/{project}/locations/{region}/functions/{name}"
         source = function.get("buildConfig", {}).get("source", {}).get("storageSource", {})
         if source.get("object") not in self.uploads:
             return 400, _error(400, f"Source object {source.get('object')} was not uploaded")
-        service = f"projects/{function_project(key)}/locations/{region}/services/{name}"
+        service = f"projects/{project}/locations/{region}/services/{name}"
         function.update(name=key, environment="GEN_2", state="ACTIVE",
                         url=f"{self.url}/fn/{name}")
         function.setdefault("serviceConfig", {}).update(
             service=service, uri=f"{self.url}/fn/{name}")
         self.functions[key] = function
         self.policies.setdefault(service, {"etag": "BwYAAAA=", "bindings": []})
-        op = f"projects/{function_project(key)}/locations/{region}/operations/{uuid.uuid4()}"
+        op = f"projects/{project}/locations/{region}/operations/{uuid.uuid4()}"
         stages = [{"name": s, "state": "COMPLETE", "message": ""}
                   for s in ("BUILD", "SERVICE")]
         self.operations[op] = {
@@ -183,8 +184,9 @@ class FakeGoogleCloud:
                      "lifecycleState": "ACTIVE", "name": project}
 
     def project_policy(self, request, project):
-        return 200, {"etag": "BwYAAAA=", "bindings": [
-            {"role": "roles/cloudbuild.builds.builder", "members": [f"serviceAccount:{COMPUTE_SA}"]}]}
+        builder = {"role": "roles/cloudbuild.builds.builder",
+                   "members": [f"serviceAccount:{COMPUTE_SA}"]}
+        return 200, {"etag": "BwYAAAA=", "bindings": [builder]}
 
     def get_run_policy(self, request, service):
         return 200, self.policies.get(service, {"etag": "BwYAAAA="})
@@ -226,10 +228,6 @@ class FakeGoogleCloud:
                 return (self.public(function["serviceConfig"]["service"])
                         or authorization == f"Bearer {self.id_token}")
         return False
-
-
-def function_project(key: str) -> str:
-    return key.split("/")[1]
 
 
 def _camel(snake: str) -> str:
@@ -325,5 +323,4 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _is_fake_host(host: str, url: str) -> bool:
-    port = url.rsplit(":", 1)[1]
-    return re.fullmatch(rf"([a-z0-9-]+-)?127\.0\.0\.1:{port}", host) is not None
+    return host == urlsplit(url).netloc

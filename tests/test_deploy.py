@@ -380,8 +380,8 @@ def test_public_then_private_redeploy_updates_in_place(cloud, env):
     assert second.returncode == 0, second.stderr
     assert len(cloud.calls("POST", CREATE)) == 1  # created once...
     (patch,) = cloud.calls("PATCH", FUNCTIONS + "/iris-predict$")  # ...then updated
-    update_mask = patch.query["updateMask"][0].split(",")
-    assert {"build_config.source", "service_config.all_traffic_on_latest_revision"} <= set(update_mask)
+    update_mask = set(patch.query["updateMask"][0].split(","))
+    assert {"build_config.source", "service_config.all_traffic_on_latest_revision"} <= update_mask
     assert len(cloud.uploads) == 2
     assert not cloud.public(service)  # deploying private again takes allUsers away
     assert call(function["url"], "POST", TUTORIAL).status == 403
