@@ -151,7 +151,7 @@ def test_an_empty_field_is_named_before_calling(page, site, shop):
     open_page(page, site, shop.url)
     fill(page, {k: v for k, v in SETOSA.items() if k != "petal_length"})
     page.get_by_role("button", name="Predict species").click()
-    expect(page.get_by_role("alert")).to_contain_text("Enter the petal length in centimetres.")
+    expect(page.get_by_role("alert")).to_contain_text("Enter the petal length (cm).")
     expect(page.locator("input[name=petal_length]")).to_be_focused()
 
 
@@ -179,6 +179,15 @@ def test_a_refused_origin_is_blocked_by_the_browser_and_explained(page, site, sh
 def test_an_unusable_endpoint_is_explained(page, site, api, message):
     open_page(page, site, api)
     expect(page.get_by_role("alert")).to_contain_text(message)
+
+
+def test_a_function_without_its_model_is_explained(page, site, tmp_path):
+    with FunctionServer(env={"MODEL_PATH": str(tmp_path / "missing.joblib")}) as broken:
+        open_page(page, site, broken.url)
+        alert = page.get_by_role("alert")
+        expect(alert).to_contain_text(
+            f"The service cannot answer right now ({broken.call('GET').json()['error']})")
+        expect(page.get_by_role("button", name="Try again")).to_be_visible()
 
 
 def test_the_page_works_opened_as_a_file(page, live):

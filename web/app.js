@@ -59,11 +59,11 @@ async function callService(api, options = {}) {
     // not JSON (e.g. a proxy's error page): explained below by its status
   }
   if (!response.ok) {
-    const said = body && (body.error || body.errorMessage);
-    throw new Problem(said
-      ? `The service could not use these measurements: ${said}.`
-      : `The service answered with an error (HTTP ${response.status}). Try again later.`,
-    said || "");
+    const said = (body && (body.error || body.errorMessage)) || "";
+    const reason = said || `HTTP ${response.status}`;
+    throw new Problem(response.status < 500
+      ? `The service could not use these measurements: ${reason}.`
+      : `The service cannot answer right now (${reason}). Try again later.`, said);
   }
   if (body === null) {
     throw new Problem(`The service at ${api} did not answer in JSON. Is this the iris service?`);
@@ -112,6 +112,7 @@ function buildForm(meta) {
       autocomplete: "off", required: true,
       placeholder: `e.g. ${((feature.min + feature.max) / 2).toFixed(1)}`,
     });
+    input.dataset.unit = feature.unit;
     input.setAttribute("aria-describedby", `${id}-range`);
 
     const range = document.createElement("p");
@@ -123,7 +124,7 @@ function buildForm(meta) {
     return wrapper;
   }));
   page.formHelp.textContent =
-    "All four in centimetres. Values outside the training range still get a prediction, with a warning.";
+    "Values outside the training range still get a prediction, with a warning.";
   page.predict.disabled = false;
   const accuracy = meta.metrics && meta.metrics.cv_accuracy_mean;
   page.modelInfo.textContent = accuracy
@@ -141,7 +142,7 @@ function readFlower() {
     }
     if (input.value.trim() === "") {
       input.focus();
-      throw new Problem(`Enter the ${name} in centimetres.`);
+      throw new Problem(`Enter the ${name} (${input.dataset.unit}).`);
     }
     flower[input.name] = Number(input.value);
   }
@@ -222,7 +223,7 @@ async function onSubmit(event, api) {
     markInvalid("");
   } catch (error) {
     showProblem(error);
-    markInvalid(error.detail || "");
+    markInvalid(error.detail || "");  // only the function's own messages name a field
   } finally {
     page.form.removeAttribute("aria-busy");
     page.predict.disabled = false;
