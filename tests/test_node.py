@@ -1,6 +1,7 @@
 """The Node.js client (examples/node/) run by real `node` against the live function."""
 
 import json
+import socket
 import subprocess
 
 import pytest
@@ -124,3 +125,20 @@ def test_module_throws_the_functions_error_with_its_status(live):
     refusal = live.call("POST", {"sl": 5.1, "sw": 3.5, "pl": 1.4})
     assert got == {"thrown": True, "name": "IrisError", "status": 400,
                    "message": refusal.json()["error"]}
+
+
+def test_module_gives_up_on_a_function_that_never_answers():
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        got = run_module("""
+            try {
+              await iris.predict({sl: 5.1, sw: 3.5, pl: 1.4, pw: 0.2}, {url, timeoutMs: 300});
+            } catch (error) {
+              console.log(JSON.stringify({status: error.status, message: error.message}));
+            }
+        """, url)
+    assert got == {"status": 0,
+                   "message": f"could not reach the iris function at {url}: "
+                              "no answer within 300 ms"}
