@@ -138,7 +138,7 @@ deploy=(gcloud functions deploy "$NAME" --gen2 --project="$PROJECT" --region="$R
   --memory="$MEMORY" --cpu="$CPU" --concurrency="$CONCURRENCY"
   --min-instances="$MIN_INSTANCES" --max-instances="$MAX_INSTANCES" --timeout="$TIMEOUT"
   --set-env-vars="$env_vars" --serve-all-traffic-latest-revision
-  --quiet --format=value\(serviceConfig.uri\))
+  --quiet '--format=value(serviceConfig.uri)')
 # Said either way, so a redeploy also takes allUsers away from a function that was public.
 access=private
 if $PUBLIC; then

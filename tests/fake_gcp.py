@@ -132,7 +132,7 @@ class FakeGoogleCloud:
         key = f"projects/{project}/locations/{region}/functions/{name}"
         if key in self.functions:
             return 409, _error(409, f"Function {name} already exists")
-        return self._deploy(project, region, name, request.json())
+        return self._deploy(project, region, name, request.json(), "create")
 
     def patch_function(self, request, project, region, name):
         key = f"projects/{project}/locations/{region}/functions/{name}"
@@ -142,9 +142,9 @@ class FakeGoogleCloud:
         body = request.json()
         for path in request.query["updateMask"][0].split(","):
             _copy_field(body, function, [_camel(part) for part in path.split(".")])
-        return self._deploy(project, region, name, function)
+        return self._deploy(project, region, name, function, "update")
 
-    def _deploy(self, project, region, name, function):
+    def _deploy(self, project, region, name, function, verb):
         """Store the function as deployed and answer with its (already finished) operation."""
         key = f"projects/{project}/locations/{region}/functions/{name}"
         source = function.get("buildConfig", {}).get("source", {}).get("storageSource", {})
@@ -163,7 +163,7 @@ class FakeGoogleCloud:
         self.operations[op] = {
             "name": op, "done": True, "response": function,
             "metadata": {"@type": "type.googleapis.com/google.cloud.functions.v2.OperationMetadata",
-                         "target": key, "verb": "create", "stages": stages}}
+                         "target": key, "verb": verb, "stages": stages}}
         return 200, {"name": op, "done": False, "metadata": self.operations[op]["metadata"]}
 
     def get_operation(self, request, name):
