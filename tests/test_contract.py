@@ -104,3 +104,27 @@ def test_schemathesis_finds_no_failures(live, tmp_path):
         capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert "No issues found" in done.stdout
+
+
+LONG = "A" * 100_000
+ECHO_BAIT = {
+    # name: (body, headers)
+    "long string value": ({"sl": LONG, "sw": 1, "pl": 1, "pw": 1}, {}),
+    "long field name": ({LONG: 1}, {}),
+    "long instances field": ({"instances": [[1, 2, 3, 4]], LONG: 1}, {}),
+    "long BigQuery output": ({"calls": [], "userDefinedContext": {"output": LONG}}, {}),
+    "long decimal string": ({"calls": [["1" * 100_000, 1, 1, 1]]}, {}),
+    "huge integer": ('{"sl": ' + "9" * 100_000 + "}", JSON),
+    "long garbage": (LONG, JSON),
+    "deep nesting": ("[" * 100_000, JSON),
+    "long content type": ("{}", {"Content-Type": "application/" + "x" * 8000}),
+}
+
+
+@pytest.mark.parametrize("name", ECHO_BAIT)
+def test_error_messages_stay_short_whatever_comes(live, name):
+    body, headers = ECHO_BAIT[name]
+    reply = live.call("POST", body, headers)
+    assert 400 <= reply.status < 500
+    (message,) = reply.json().values()
+    assert message and len(reply.body) <= 400 and "A" * 50 not in message
