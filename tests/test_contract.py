@@ -1,5 +1,6 @@
 """The live function against its contract, openapi.yaml: checked answers, then schemathesis."""
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,12 @@ def test_error_messages_stay_short_whatever_comes(live, name):
     assert 400 <= reply.status < 500
     (message,) = reply.json().values()
     assert message and len(reply.body) <= 400 and "A" * 50 not in message
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(live):
+    """Content-Length over the limit gets 413 at once, while the body has not even been sent."""
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 3000000\r\n\r\n{}")
+        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+    assert status_line.split()[1] == b"413"
