@@ -96,11 +96,11 @@ def test_the_contract_refuses_what_the_function_refuses():
 
 
 def test_schemathesis_finds_no_failures(live, tmp_path):
-    """schemathesis's standard checks, bounded: fixed seed and example count, ~20 s."""
+    """schemathesis's standard checks, bounded: fixed seed, 60 examples per operation."""
     done = subprocess.run(
         [str(ST), "--config-file", str(ROOT / "tests" / "schemathesis.toml"), "run",
          str(ROOT / "openapi.yaml"), "--url", live.url, "--checks", "all",
-         "--max-examples", "100", "--seed", "20261125", "--workers", "2",
+         "--max-examples", "60", "--seed", "20261125", "--workers", "2",
          "--request-timeout", "10", "--report", "junit", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]

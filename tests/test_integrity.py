@@ -150,14 +150,26 @@ DAMAGED = {
 }
 
 
-@pytest.mark.parametrize("case", DAMAGED)
-def test_damaged_model_is_503_logged_once_without_crash_loop(case, tmp_path):
-    damage, rewrite_digest, cause = DAMAGED[case]
+def _damaged(tmp_path, case):
+    damage, rewrite_digest, _ = DAMAGED[case]
     model = _copy_bundle(tmp_path)
     damage(model)
     if rewrite_digest:
         _record_digest(model)
-    with FunctionServer(env={"MODEL_PATH": str(model)}) as server:
+    return model
+
+
+@pytest.mark.parametrize("case", DAMAGED)
+def test_damaged_model_fails_with_a_clear_cause(case, tmp_path):
+    with pytest.raises(ModelUnavailable, match=re.escape(DAMAGED[case][2])):
+        artifact.load(_damaged(tmp_path, case))
+
+
+# Over the live server, the cases that reach the unpickler or never reach it at all.
+@pytest.mark.parametrize("case", ["missing file", "truncated, digest rewritten",
+                                  "pickle from another sklearn"])
+def test_damaged_model_is_503_logged_once_without_crash_loop(case, tmp_path):
+    with FunctionServer(env={"MODEL_PATH": str(_damaged(tmp_path, case))}) as server:
         workers = []
         for _ in range(5):
             reply = server.call("POST", TUTORIAL)
@@ -168,4 +180,4 @@ def test_damaged_model_is_503_logged_once_without_crash_loop(case, tmp_path):
         logged = [json.loads(line) for line in server.output().splitlines()
                   if "model unavailable" in line]
     assert len(logged) == 1
-    assert logged[0]["severity"] == "ERROR" and cause in logged[0]["message"]
+    assert logged[0]["severity"] == "ERROR" and DAMAGED[case][2] in logged[0]["message"]

@@ -53,14 +53,19 @@ def _request_lines(server: FunctionServer, expected: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def logged():
-    """The REQUESTS sent to a fresh server with a project set, and everything it printed."""
+def server():
+    """A fresh server with a project set, shared by this module's tests."""
     with FunctionServer(env={"GOOGLE_CLOUD_PROJECT": PROJECT}) as server:
-        for method, path, body, headers, status, _, _ in REQUESTS:
-            headers = {**headers, "X-Cloud-Trace-Context": f"{TRACE_ID}/1;o=1"}
-            assert server.call(method, body, headers, path=path).status == status
-        lines = _request_lines(server, len(REQUESTS))
-        yield lines, server.output()
+        yield server
+
+
+@pytest.fixture(scope="module")
+def logged(server):
+    """The REQUESTS' log lines and everything the server printed until then."""
+    for method, path, body, headers, status, _, _ in REQUESTS:
+        headers = {**headers, "X-Cloud-Trace-Context": f"{TRACE_ID}/1;o=1"}
+        assert server.call(method, body, headers, path=path).status == status
+    return _request_lines(server, len(REQUESTS)), server.output()
 
 
 def test_one_json_line_per_request_with_http_fields(logged):
@@ -91,12 +96,11 @@ def test_the_log_never_holds_the_clients_data(logged):
     assert "pw must be a number" in output and "not valid JSON" in output
 
 
-def test_malformed_trace_headers_are_left_out():
+def test_malformed_trace_headers_are_left_out(server, logged):
     headers = ["", "not-a-trace", "105445aa/1;o=1", f"{TRACE_ID}x/1"]
-    with FunctionServer(env={"GOOGLE_CLOUD_PROJECT": PROJECT}) as server:
-        for header in headers:
-            server.call("POST", SECRET_FLOWER, {"X-Cloud-Trace-Context": header})
-        lines = _request_lines(server, len(headers))
+    for header in headers:
+        server.call("POST", SECRET_FLOWER, {"X-Cloud-Trace-Context": header})
+    lines = _request_lines(server, len(REQUESTS) + len(headers))[len(REQUESTS):]
     assert len(lines) == len(headers)
     assert not any("logging.googleapis.com/trace" in line for line in lines)
 
