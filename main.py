@@ -80,7 +80,7 @@ def _log(request, response, started, rows=None, reason="", failure=None):
 
 def _framework_error(error: HTTPException) -> flask.Response:
     """The framework's own refusals (e.g. its 404 for /favicon.ico), as JSON too."""
-    started = time.perf_counter()
+    started = time.perf_counter()  # the framework refused it before predict(): time ours only
     response = error_response(error.description or error.name, error.code or 500)
     response.headers.update(cors.headers(flask.request.headers.get("Origin")))
     _log(flask.request, response, started, reason=error.name)
