@@ -3,6 +3,8 @@ PYTHON ?= python3
 PORT ?= 8080
 VENV := .venv
 BIN := $(VENV)/bin
+# tests/test_browser.py drives Debian's chromium package; Playwright never downloads a browser.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: serve test model clean
 
@@ -11,7 +13,7 @@ serve: $(VENV)/.installed
 	$(BIN)/functions-framework --target=predict --port=$(PORT)
 
 ## test: run the whole test suite
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 ## model: retrain model.joblib and model.json
@@ -23,6 +25,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
+
+$(CHROMIUM):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts
