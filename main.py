@@ -12,33 +12,37 @@ import argparse
 import json
 import logging
 import sys
+import time
 
 import flask
 import functions_framework
 from werkzeug.exceptions import HTTPException
 
-from iris_predict import cors, model, settings
+from iris_predict import cors, logs, model, settings
 from iris_predict.answers import answer
 from iris_predict.artifact import ModelUnavailable
 from iris_predict.features import ALIASES, NAMES
 from iris_predict.parsing import Batch, InvalidRequest, decode, parse, parse_row
 from iris_predict.responses import error_response, json_response, read_body
 
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-log = logging.getLogger("iris_predict")
+logs.setup()
 ALLOW = "GET, POST, OPTIONS"
 
 
 @functions_framework.http
 def predict(request: flask.Request) -> flask.Response:
     """GET: model metadata. POST: predictions. OPTIONS: CORS preflight."""
+    started = time.perf_counter()
     origin = request.headers.get("Origin")
     bigquery = False
+    rows, reason, failure = None, "", None
     try:
         if request.method == "POST":
             payload = decode(read_body(request))
             bigquery = isinstance(payload, dict) and "calls" in payload
-            response = json_response(answer(parse(payload), model.get()))
+            batch = parse(payload)
+            rows = batch.total or len(batch.X)
+            response = json_response(answer(batch, model.get()))
         elif request.method in ("GET", "HEAD"):
             response = json_response(describe(model.get()))
         elif request.method == "OPTIONS":
@@ -46,26 +50,40 @@ def predict(request: flask.Request) -> flask.Response:
             del response.headers["Content-Type"]
             response.headers["X-Content-Type-Options"] = "nosniff"
             response.headers.update(cors.headers(origin, preflight=True))
+            _log(request, response, started)
             return response
         else:
-            response = error_response(f"method {request.method} is not allowed; use {ALLOW}",
-                                      405, headers={"Allow": ALLOW})
+            reason = f"method {request.method} is not allowed"
+            response = error_response(f"{reason}; use {ALLOW}", 405, headers={"Allow": ALLOW})
     except InvalidRequest as e:
+        reason = e.message
         response = error_response(e.message, e.status, bigquery)
     except ModelUnavailable:
+        # The cause was logged once, when loading failed; this line is the request's.
+        reason = "no model to answer with"
         response = error_response("the model is unavailable; see the function's logs",
                                   503, bigquery)
     except Exception:  # a bug of ours: log it, never show a trace to the client
-        log.exception("unexpected error answering %s", request.method)
+        reason, failure = "unexpected error", sys.exc_info()
         response = error_response("internal error", 500, bigquery)
     response.headers.update(cors.headers(origin))
+    _log(request, response, started, rows, reason, failure)
     return response
+
+
+def _log(request, response, started, rows=None, reason="", failure=None):
+    """The request's one log line: what was asked and how it went, never the data."""
+    logs.request(request.method, response.status_code, started, rows, reason,
+                 request.content_length, response.content_length,
+                 request.headers.get("X-Cloud-Trace-Context"), failure)
 
 
 def _framework_error(error: HTTPException) -> flask.Response:
     """The framework's own refusals (e.g. its 404 for /favicon.ico), as JSON too."""
+    started = time.perf_counter()  # the framework refused it before predict(): time ours only
     response = error_response(error.description or error.name, error.code or 500)
     response.headers.update(cors.headers(flask.request.headers.get("Origin")))
+    _log(flask.request, response, started, reason=error.name)
     return response
 
 
@@ -99,7 +117,7 @@ def cli(argv=None) -> int:
                             required=True, metavar="CM", help=name.replace("_", " "))
     parser.add_argument("--json", action="store_true", help="print the full JSON answer")
     args = parser.parse_args(argv)
-    logging.getLogger().setLevel(logging.WARNING)  # print the answer, not the server's log
+    logs.setup(sys.stderr, logging.WARNING)  # stdout holds the answer and nothing else
     try:
         values = {alias: _cli_number(getattr(args, alias)) for alias in ALIASES}
         body = answer(Batch("single", parse_row(values)[None, :], probabilities=True),

@@ -61,7 +61,7 @@ def _replies(batch: Batch, labels, species, probabilities, warnings) -> list:
         for w in warnings:
             by_row[w["row"]].append({k: v for k, v in w.items() if k != "row"})
         scored = [{"class": k, "species": s, "probabilities": p, "warnings": ws}
-                  for k, s, p, ws in zip(labels, species, probabilities, by_row)]
+                  for k, s, p, ws in zip(labels, species, probabilities or [], by_row)]
     replies = [None] * batch.total
     for i, reply in zip(batch.present, scored):
         replies[i] = reply

@@ -3,19 +3,19 @@
 Unpickling runs code, and a model pickled by another scikit-learn version can
 load "successfully" and then answer wrongly. So before the estimator is used:
 the sidecar must match this runtime's scikit-learn version, the file's SHA-256
-must match the sidecar, and the estimator must have the shape we serve.
+must match the sidecar, it is unpickled through an allowlist of classes
+(safe_unpickle.py), and the estimator must have the shape we serve.
 """
 
 import hashlib
-import io
 import json
 import warnings
 from pathlib import Path
 
-import joblib
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
+from iris_predict import safe_unpickle
 from iris_predict.features import NAMES
 
 
@@ -81,6 +81,8 @@ def _unpickle(data: bytes, model_path: Path):
         # sklearn only warns when a pickle comes from another version; here it must fail.
         warnings.simplefilter("error", InconsistentVersionWarning)
         try:
-            return joblib.load(io.BytesIO(data))
+            return safe_unpickle.loads(data)
+        except safe_unpickle.RefusedGlobal as e:
+            raise ModelUnavailable(f"model file {model_path} was refused: {e}") from None
         except Exception as e:
             raise ModelUnavailable(f"model file {model_path} cannot be loaded: {e!r}") from None

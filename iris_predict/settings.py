@@ -37,3 +37,7 @@ MAX_BODY_BYTES = _positive_int("MAX_BODY_BYTES", 2 * 1024 * 1024)
 
 # Rows accepted in one "instances" or BigQuery "calls" batch.
 MAX_BATCH_ROWS = _positive_int("MAX_BATCH_ROWS", 10_000)
+
+# The Google Cloud project, so request log lines link to their trace
+# (projects/<project>/traces/<id>); empty leaves the trace link out.
+GOOGLE_CLOUD_PROJECT = os.environ.get("GOOGLE_CLOUD_PROJECT", "").strip()

@@ -101,3 +101,24 @@ class FunctionServer:
     def call(self, method: str = "GET", body=None, headers: dict | None = None,
              path: str = "/") -> Reply:
         return call(self.url + path, method, body, headers)
+
+
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid` (gunicorn's workers under its master)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc (KiB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")

@@ -1,0 +1,94 @@
+"""Properties of the request validator and the answers, over generated inputs (hypothesis)."""
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from iris_predict import model
+from iris_predict.answers import answer
+from iris_predict.features import ALIASES, MAX_VALUE, NAMES
+from iris_predict.parsing import Batch, InvalidRequest, decode, parse
+
+# Bounded for CI: a few hundred examples per property, no per-example deadline
+# (the first example loads the model).
+BOUNDED = settings(max_examples=300, deadline=None,
+                   suppress_health_check=[HealthCheck.too_slow])
+
+# Keys the parser looks for, mixed with any text, so generated objects reach deep into it.
+keys = st.sampled_from(NAMES + ALIASES + ("instances", "parameters", "probabilities", "calls",
+                                          "userDefinedContext", "output")) | st.text(max_size=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=5),
+    max_leaves=12)
+payloads = st.dictionaries(keys, json_values, max_size=5) | json_values
+measurement = st.floats(min_value=0, max_value=MAX_VALUE, exclude_min=True) | \
+    st.integers(min_value=1, max_value=int(MAX_VALUE))
+row = st.lists(measurement, min_size=4, max_size=4)
+
+
+@BOUNDED
+@given(payloads)
+def test_any_json_value_is_a_batch_or_a_clear_error(payload):
+    try:
+        batch = parse(payload)
+    except InvalidRequest as e:
+        assert 400 <= e.status < 500 and e.message
+        assert len(e.message) <= 300
+    else:
+        assert isinstance(batch, Batch) and batch.X.shape[1:] == (len(NAMES),)
+
+
+@BOUNDED
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_bytes_decode_or_give_a_clear_error(body):
+    try:
+        decode(body)
+    except InvalidRequest as e:
+        assert e.status == 400 and len(e.message) <= 300
+
+
+@BOUNDED
+@given(row, st.booleans())
+def test_valid_rows_always_predict(values, long_names):
+    flower = dict(zip(NAMES if long_names else ALIASES, values))
+    body = answer(parse(flower), model.get())
+    assert body["prediction"][0] in (0, 1, 2)
+    assert body["species"] == ("setosa", "versicolor", "virginica")[body["prediction"][0]]
+    assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    json.dumps(body, allow_nan=False)
+
+
+@BOUNDED
+@given(st.lists(row, min_size=1, max_size=20))
+def test_a_batch_answers_like_its_rows_one_by_one(rows):
+    served = model.get()
+    batch = answer(parse({"instances": rows, "parameters": {"probabilities": True}}), served)
+    singles = [answer(parse(dict(zip(ALIASES, r))), served) for r in rows]
+    assert batch["predictions"] == [s["prediction"][0] for s in singles]
+    assert batch["species"] == [s["species"] for s in singles]
+    assert batch["probabilities"] == [s["probabilities"] for s in singles]
+    assert [(w["row"], w["feature"]) for w in batch["warnings"]] == \
+        [(i, w["feature"]) for i, s in enumerate(singles) for w in s["warnings"]]
+
+
+@BOUNDED
+@given(st.lists(st.one_of(row, row.map(lambda r: [None] + r[1:])), max_size=20),
+       st.sampled_from(["species", "class", "json"]))
+def test_bigquery_replies_line_up_with_calls(calls, output):
+    served = model.get()
+    replies = answer(parse({"calls": calls, "userDefinedContext": {"output": output}}),
+                     served)["replies"]
+    assert len(replies) == len(calls)
+    for call, reply in zip(calls, replies):
+        if None in call:
+            assert reply is None
+            continue
+        single = answer(parse(dict(zip(ALIASES, call))), served)
+        expected = {"species": single["species"], "class": single["prediction"][0]}
+        if output == "json":
+            assert (reply["class"], reply["probabilities"]) == \
+                (single["prediction"][0], single["probabilities"])
+        else:
+            assert reply == expected[output]
