@@ -133,6 +133,7 @@ pinned="$(sed -n 's/^scikit-learn==\([^[:space:];#]*\).*/\1/p' requirements.txt)
 # --- The deploy. -------------------------------------------------------------------------
 env_vars="^;^ALLOWED_ORIGINS=$ALLOWED_ORIGINS;MAX_BODY_BYTES=$MAX_BODY_BYTES"
 env_vars+=";MAX_BATCH_ROWS=$MAX_BATCH_ROWS;THREADS=$CONCURRENCY"
+env_vars+=";GOOGLE_CLOUD_PROJECT=$PROJECT"  # lets log lines link to their request's trace
 deploy=(gcloud functions deploy "$NAME" --gen2 --project="$PROJECT" --region="$REGION"
   --runtime="$RUNTIME" --source=. --entry-point=predict --trigger-http
   --memory="$MEMORY" --cpu="$CPU" --concurrency="$CONCURRENCY"

@@ -38,13 +38,15 @@ DEFAULT_SERVICE_CONFIG = {
     "minInstanceCount": 0, "maxInstanceCount": 3, "timeoutSeconds": 60,
     "allTrafficOnLatestRevision": True,  # a deploy after a rollback serves the new code
     "environmentVariables": {"ALLOWED_ORIGINS": "*", "MAX_BODY_BYTES": "2097152",
-                             "MAX_BATCH_ROWS": "10000", "THREADS": "8"},
+                             "MAX_BATCH_ROWS": "10000", "THREADS": "8",
+                             "GOOGLE_CLOUD_PROJECT": PROJECT},
 }
 CUSTOM_SERVICE_CONFIG = {
     "availableMemory": "1Gi", "availableCpu": "2", "maxInstanceRequestConcurrency": 16,
     "minInstanceCount": 1, "maxInstanceCount": 5, "timeoutSeconds": 30,
     "environmentVariables": {"ALLOWED_ORIGINS": "https://shop.example,https://www.shop.example",
-                             "MAX_BODY_BYTES": "65536", "MAX_BATCH_ROWS": "500", "THREADS": "16"},
+                             "MAX_BODY_BYTES": "65536", "MAX_BATCH_ROWS": "500", "THREADS": "16",
+                             "GOOGLE_CLOUD_PROJECT": PROJECT},
 }
 # Every setting away from its default: (flag, environment variable, value).
 CUSTOM = [
@@ -227,7 +229,7 @@ def test_every_setting_by_flag_or_environment(cloud, tmp_path, form):
     for arg in ("--region=europe-west1", "--runtime=python312", "--memory=1Gi", "--cpu=2",
                 "--concurrency=16", "--min-instances=1", "--max-instances=5", "--timeout=30s",
                 "--set-env-vars=^;^ALLOWED_ORIGINS=https://shop.example,https://www.shop.example"
-                ";MAX_BODY_BYTES=65536;MAX_BATCH_ROWS=500;THREADS=16"):
+                f";MAX_BODY_BYTES=65536;MAX_BATCH_ROWS=500;THREADS=16;GOOGLE_CLOUD_PROJECT={PROJECT}"):
         assert arg in command
 
 
