@@ -110,11 +110,12 @@ def _parse_calls(payload: dict) -> Batch:
         if len(call) != len(NAMES):
             raise InvalidRequest(
                 f"{where} has {len(call)} arguments, expected {len(NAMES)} ({', '.join(NAMES)})")
-        if any(v is None for v in call):
+        values = [None if v is None else _number(v, f"{where}[{j}] ({NAMES[j]})", allow_string=True)
+                  for j, v in enumerate(call)]
+        if None in values:
             continue  # SQL NULL in, NULL out: the rest of the batch still scores
         present.append(i)
-        rows.append([_number(v, f"{where}[{j}] ({NAMES[j]})", allow_string=True)
-                     for j, v in enumerate(call)])
+        rows.append(values)
     X = np.array(rows, dtype=float).reshape(-1, len(NAMES))
     return Batch("calls", X, output=output, total=len(calls), present=present)
 

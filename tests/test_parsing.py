@@ -77,6 +77,7 @@ BAD = [
     (b'{"calls": [[1, 2, 3]]}', 400, "calls[0] has 3 arguments"),
     (b'{"calls": [[1, 2, 3, "x"]]}', 400, "calls[0][3] (petal_width)"),
     (b'{"calls": [[1, 2, 3, "NaN"]]}', 400, "calls[0][3]"),
+    (b'{"calls": [[null, "x", 3, 4]]}', 400, "calls[0][1] (sepal_width)"),  # NULL excuses no garbage
     (b'{"calls": [[1, 2, 3, 4]], "userDefinedContext": {"output": "html"}}', 400, "userDefinedContext.output"),
     (b'{"calls": "all"}', 400, "calls must be an array"),
 ]
