@@ -38,7 +38,7 @@ def _wrk(url: str, body: bytes, connections: int, seconds: float) -> dict:
         script.write(WRK_SCRIPT.format(body=body.decode()))
         script.flush()
         out = subprocess.run(
-            ["wrk", "--threads=1", f"--connections={connections}", f"--duration={seconds}s",
+            ["wrk", "--threads=1", f"--connections={connections}", f"--duration={max(1, round(seconds))}s",
              "--timeout=10s", "--latency", f"--script={script.name}", url],
             capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
     if "Non-2xx" in out or "Socket errors" in out:

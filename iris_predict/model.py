@@ -89,3 +89,15 @@ def get() -> Model:
     if _error is not None:
         raise _error
     return _model
+
+
+def preload():
+    """Start loading the model in the background; get() waits for it, or loads it itself."""
+    threading.Thread(target=_load_quietly, name="model-preload", daemon=True).start()
+
+
+def _load_quietly():
+    try:
+        get()
+    except ModelUnavailable:
+        pass  # get() logged the cause; requests answer 503
