@@ -23,10 +23,12 @@ from bench import inprocess, load
 from bench.servers import SERVERS, TUTORIAL_BODY, Server, cold_start
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FULL = {"cold_runs": 6, "baseline_cold_runs": 2, "warm_seconds": 2, "warm_rounds": 3, "connections": (1, 8),
-        "batch_rows": (1, 100, 1000, 10000), "inprocess_seconds": 1.0}
-QUICK = {"cold_runs": 1, "baseline_cold_runs": 1, "warm_seconds": 1, "warm_rounds": 1, "connections": (1, 8),
-         "batch_rows": (1, 100), "inprocess_seconds": 0.02}
+FULL = {"cold_runs": 6, "baseline_cold_runs": 2, "warm_seconds": 2, "warm_rounds": 3,
+        "connections": (1, 8), "batch_rows": (1, 100, 1000, 10000), "batch_repeat": 100,
+        "inprocess_seconds": 1.0}
+QUICK = {"cold_runs": 1, "baseline_cold_runs": 1, "warm_seconds": 1, "warm_rounds": 1,
+         "connections": (1, 8), "batch_rows": (1, 100), "batch_repeat": 3,
+         "inprocess_seconds": 0.02}
 TARGETS = {"warm_rps_ratio": 0.95, "cold_start_ratio": 1.05, "rows_per_s_1000": 300_000,
            "peak_rss_mib": 160}
 
@@ -64,6 +66,7 @@ def warm(servers: dict, config: dict) -> dict:
 
 
 def batch_bodies(rows: int) -> dict:
+    """`instances` and `calls` bodies of random flowers inside the training ranges."""
     rng = np.random.default_rng(rows)
     X = np.round(rng.uniform([4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5], size=(rows, 4)), 1)
     return {"instances": json.dumps({"instances": X.tolist()}).encode(),
@@ -74,7 +77,7 @@ def batches(servers: dict, config: dict) -> dict:
     """Rows/s per batch size and shape; hello world gets the same body as the reference."""
     result = {}
     for rows in config["batch_rows"]:
-        repeat = max(5, min(100, 10_000 // rows)) if config is FULL else 3
+        repeat = min(config["batch_repeat"], max(5, 10_000 // rows))
         for shape, body in batch_bodies(rows).items():
             seconds = {name: load.post_seconds(servers[name].url, body, repeat)
                        for name in ("iris-predict", "hello world")}
@@ -172,8 +175,8 @@ def verdicts(r: dict) -> dict:
     cold = r["cold_start"]
     figures = {
         "cold_start_ratio": cold["iris-predict"]["median_s"] / cold["lazy joblib"]["median_s"],
-        "warm_rps_ratio": min(r["warm"]["iris-predict"][c]["rps"] / r["warm"]["hello world"][c]["rps"]
-                              for c in r["warm"]["iris-predict"]),
+        "warm_rps_ratio": min(ours["rps"] / r["warm"]["hello world"][c]["rps"]
+                              for c, ours in r["warm"]["iris-predict"].items()),
         "peak_rss_mib": r["peak_rss_mib"]["iris-predict"],
     }
     if "instances 1000" in r["batch"]:

@@ -40,7 +40,8 @@ def measure(seconds: float) -> dict:
     clients = {}
     for name in ("iris-predict", "hello world"):
         source, target = SERVERS[name]
-        clients[name] = functions_framework.create_app(target=target, source=str(source)).test_client()
+        app = functions_framework.create_app(target=target, source=str(source))
+        clients[name] = app.test_client()
 
     # Imported after create_app: functions-framework imports main.py inside its app.
     from iris_predict import model, parsing
@@ -68,7 +69,7 @@ def measure(seconds: float) -> dict:
             "predict + serialize": lambda: json_response(answer(batch, served)),
         }
         timed = {name: per_call_us(fn, seconds) for name, fn in stages.items()}
-    result = {
+    return {
         "handler_us": per_call_us(request(clients["iris-predict"]), seconds),
         "hello_handler_us": per_call_us(request(clients["hello world"]), seconds),
         "parse_us": timed["parse"],
@@ -77,4 +78,3 @@ def measure(seconds: float) -> dict:
         "serialize_us": timed["predict + serialize"] - timed["predict"],
         "sklearn_predict_us": per_call_us(sklearn_methods, seconds),
     }
-    return result

@@ -38,7 +38,8 @@ def _wrk(url: str, body: bytes, connections: int, seconds: float) -> dict:
         script.write(WRK_SCRIPT.format(body=body.decode()))
         script.flush()
         out = subprocess.run(
-            ["wrk", "--threads=1", f"--connections={connections}", f"--duration={max(1, round(seconds))}s",
+            ["wrk", "--threads=1", f"--connections={connections}",
+             f"--duration={max(1, round(seconds))}s",
              "--timeout=10s", "--latency", f"--script={script.name}", url],
             capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
     if "Non-2xx" in out or "Socket errors" in out:
@@ -62,13 +63,10 @@ def _python(url: str, body: bytes, connections: int, seconds: float) -> dict:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
         mine = []
         while time.perf_counter() < stop:
-            start = time.perf_counter()
-            conn.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - start)
-            if response.status != 200:
-                failures.append(response.status)
+            seconds, status = _post(conn, body)
+            mine.append(seconds)
+            if status != 200:
+                failures.append(status)
         conn.close()
         latencies.extend(mine)
 
@@ -92,13 +90,19 @@ def post_seconds(url: str, body: bytes, repeat: int) -> float:
     times = []
     try:
         for _ in range(repeat):
-            start = time.perf_counter()
-            conn.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            response.read()
-            times.append(time.perf_counter() - start)
-            if response.status != 200:
-                raise RuntimeError(f"POST answered {response.status}")
+            seconds, status = _post(conn, body)
+            times.append(seconds)
+            if status != 200:
+                raise RuntimeError(f"POST answered {status}")
     finally:
         conn.close()
     return statistics.median(times)
+
+
+def _post(conn: http.client.HTTPConnection, body: bytes) -> tuple:
+    """(seconds, status) of one JSON POST on a kept-alive connection."""
+    start = time.perf_counter()
+    conn.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    response.read()
+    return time.perf_counter() - start, response.status

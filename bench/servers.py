@@ -96,6 +96,6 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def cold_start(name: str) -> tuple:
-    """(wall seconds, CPU seconds) from spawning the server to its first 200 for the tutorial POST."""
+    """(wall seconds, CPU seconds) from spawning a server to its first 200 for the tutorial POST."""
     with Server(name) as server:
         return server.first_200(), server.cpu_seconds()

@@ -17,8 +17,9 @@ def _inputs() -> dict:
         "in range": rng.uniform(iris.min(axis=0), iris.max(axis=0), size=(5000, 4)),
         # Anything the validator lets through: just above 0 up to 100 cm, far outside training.
         "out of range": rng.uniform(1e-9, MAX_VALUE, size=(5000, 4)),
-        "extremes": np.array([[1e-300, 1e-300, 1e-300, 1e-300], [MAX_VALUE] * 4,
-                              [MAX_VALUE, 1e-9, MAX_VALUE, 1e-9], [1e-9, MAX_VALUE, 1e-9, MAX_VALUE]]),
+        "extremes": np.array([[1e-300] * 4, [MAX_VALUE] * 4,
+                              [MAX_VALUE, 1e-9, MAX_VALUE, 1e-9],
+                              [1e-9, MAX_VALUE, 1e-9, MAX_VALUE]]),
         "log-uniform": np.exp(rng.uniform(np.log(1e-6), np.log(MAX_VALUE), size=(5000, 4))),
     }
 
