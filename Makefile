@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # tests/test_browser.py drives Debian's chromium package; Playwright never downloads a browser.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: serve test model clean
+.PHONY: serve test model bench clean
 
 ## serve: run the function locally on :$(PORT) with the bundled model
 serve: $(VENV)/.installed
@@ -19,6 +19,12 @@ test: $(VENV)/.installed $(CHROMIUM)
 ## model: retrain model.joblib and model.json
 model: $(VENV)/.installed
 	$(BIN)/python train.py
+
+## bench: benchmark the function beside its references; prints a table, writes bench/results/
+bench: $(VENV)/.installed
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null 2>&1 \
+		|| echo "wrk could not be installed: using the Python load generator"
+	$(BIN)/python -m bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)

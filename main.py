@@ -11,6 +11,7 @@ documents every request and answer.
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -89,6 +90,10 @@ def _framework_error(error: HTTPException) -> flask.Response:
 
 if flask.has_app_context():  # functions-framework imports this module inside its app
     flask.current_app.register_error_handler(HTTPException, _framework_error)
+    # gunicorn imports this module, then forks the worker that serves; threads do not
+    # survive a fork, so the worker starts loading the model as soon as it exists,
+    # overlapping the load with the worker's start-up and the first connection.
+    os.register_at_fork(after_in_child=model.preload)
 
 
 def describe(served: model.Model) -> dict:

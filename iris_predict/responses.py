@@ -21,7 +21,9 @@ def read_body(request: flask.Request) -> bytes:
     if length is not None and length > limit:
         raise InvalidRequest(f"request body is {length} bytes, more than the limit of {limit}",
                              status=413)
-    body = request.stream.read(limit + 1)  # chunked bodies have no Content-Length to check
+    # Chunked bodies have no Content-Length: read one byte past the limit to detect excess.
+    # Otherwise read just the body: werkzeug's LimitedStream allocates the whole size asked.
+    body = request.stream.read(limit + 1 if length is None else length)
     if len(body) > limit:
         raise InvalidRequest(f"request body is more than the limit of {limit} bytes", status=413)
     return body

@@ -1,0 +1,70 @@
+"""Model.predict's fast path gives exactly what the estimator's own methods give."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.tree import DecisionTreeClassifier
+
+from iris_predict import model as model_module
+from iris_predict.features import MAX_VALUE
+
+
+def _inputs() -> dict:
+    rng = np.random.default_rng(20240611)
+    iris = load_iris().data
+    return {
+        "iris": iris,
+        "in range": rng.uniform(iris.min(axis=0), iris.max(axis=0), size=(5000, 4)),
+        # Anything the validator lets through: just above 0 up to 100 cm, far outside training.
+        "out of range": rng.uniform(1e-9, MAX_VALUE, size=(5000, 4)),
+        "extremes": np.array([[1e-300] * 4, [MAX_VALUE] * 4,
+                              [MAX_VALUE, 1e-9, MAX_VALUE, 1e-9],
+                              [1e-9, MAX_VALUE, 1e-9, MAX_VALUE]]),
+        "log-uniform": np.exp(rng.uniform(np.log(1e-6), np.log(MAX_VALUE), size=(5000, 4))),
+    }
+
+
+INPUTS = _inputs()
+
+
+@pytest.fixture(scope="module")
+def served():
+    """The bundled model, as the function serves it."""
+    return model_module.get()
+
+
+def test_the_bundled_model_takes_the_fast_path(served):
+    assert served.linear
+
+
+@pytest.mark.parametrize("name", INPUTS)
+def test_identical_to_the_estimator(served, name):
+    X = np.ascontiguousarray(INPUTS[name], dtype=np.float64)
+    labels, proba = served.predict(X.copy(), probabilities=True)
+    expected_labels = served.estimator.predict(X)
+    expected_proba = served.estimator.predict_proba(X)
+    assert labels.tolist() == expected_labels.tolist()
+    assert proba.dtype == expected_proba.dtype and proba.shape == expected_proba.shape
+    assert np.array_equal(proba, expected_proba)  # bitwise, not approximately
+    only_labels, none = served.predict(X.copy(), probabilities=False)
+    assert only_labels.tolist() == expected_labels.tolist() and none is None
+
+
+@pytest.mark.parametrize("name", ["iris", "out of range"])
+def test_identical_one_row_at_a_time(served, name):
+    """Single-flower requests predict one row; BLAS may sum a lone row differently."""
+    for row in INPUTS[name][:300]:
+        X = row[None, :].copy()
+        labels, proba = served.predict(X.copy(), probabilities=True)
+        assert labels.tolist() == served.estimator.predict(X).tolist()
+        assert np.array_equal(proba, served.estimator.predict_proba(X))
+
+
+def test_other_estimators_use_their_own_methods(served):
+    iris = load_iris()
+    tree = DecisionTreeClassifier(random_state=0).fit(iris.data, iris.target)
+    other = model_module.Model(tree, served.metadata)
+    assert not other.linear
+    labels, proba = other.predict(iris.data, probabilities=True)
+    assert labels.tolist() == tree.predict(iris.data).tolist()
+    assert np.array_equal(proba, tree.predict_proba(iris.data))
