@@ -21,6 +21,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
 
+from iris_predict.artifact import sidecar_path
 from iris_predict.features import FEATURES
 
 SEED = 42
@@ -81,10 +82,6 @@ def train(output: Path) -> dict:
     }
     sidecar_path(output).write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
-
-
-def sidecar_path(model_path: Path) -> Path:
-    return model_path.with_suffix(".json")
 
 
 def main(argv=None):

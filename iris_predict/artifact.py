@@ -31,13 +31,13 @@ def sidecar_path(model_path: Path) -> Path:
 
 
 def read_metadata(model_path: Path) -> dict:
-    """The sidecar's contents, checked for the fields the function relies on."""
+    """The sidecar's contents, checked for the fields we rely on and this runtime's sklearn."""
     path = sidecar_path(model_path)
     try:
         metadata = json.loads(path.read_text())
         names = tuple(f["name"] for f in metadata["features"])
+        trained_with = metadata["versions"]["scikit-learn"]
         missing = [k for k in REQUIRED_FIELDS if k not in metadata]
-        metadata["versions"]["scikit-learn"]
     except FileNotFoundError:
         raise ModelUnavailable(f"model metadata {path} is missing") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -46,18 +46,17 @@ def read_metadata(model_path: Path) -> dict:
         raise ModelUnavailable(f"model metadata {path} lacks {', '.join(missing)}")
     if names != NAMES:
         raise ModelUnavailable(f"model metadata {path} lists features {names}, expected {NAMES}")
+    if trained_with != sklearn.__version__:
+        raise ModelUnavailable(
+            f"model was trained with scikit-learn {trained_with} but {sklearn.__version__} "
+            "is installed; retrain with train.py or pin the same version"
+        )
     return metadata
 
 
 def load(model_path: Path):
     """Return (estimator, metadata) or raise ModelUnavailable."""
     metadata = read_metadata(model_path)
-    trained_with = metadata["versions"]["scikit-learn"]
-    if trained_with != sklearn.__version__:
-        raise ModelUnavailable(
-            f"model was trained with scikit-learn {trained_with} but {sklearn.__version__} "
-            "is installed; retrain with train.py or pin the same version"
-        )
     try:
         data = model_path.read_bytes()
     except OSError as e:

@@ -247,8 +247,9 @@ def _show(value) -> str:
         text = json.dumps(value)
     except (ValueError, TypeError, OverflowError):
         text = _kind(value)
-    return _clip(text, 40)
+    return clip(text, 40)
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, marked with an ellipsis when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -5,7 +5,7 @@ import json
 import flask
 
 from iris_predict import settings
-from iris_predict.parsing import InvalidRequest
+from iris_predict.parsing import InvalidRequest, clip
 
 JSON_TYPES = ("application/json",)
 
@@ -14,7 +14,7 @@ def read_body(request: flask.Request) -> bytes:
     """The raw POST body, refused before reading if it is too large or not JSON."""
     mimetype = request.mimetype
     if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
-        got = f"Content-Type {_clip(mimetype)}" if mimetype else "no Content-Type"
+        got = f"Content-Type {clip(mimetype, 60)}" if mimetype else "no Content-Type"
         raise InvalidRequest(f"send the body as application/json (got {got})", status=415)
     limit = settings.MAX_BODY_BYTES
     length = request.content_length
@@ -49,6 +49,3 @@ def error_response(message: str, status: int, bigquery: bool = False,
         response.response = iter([response.get_data()])
     return response
 
-
-def _clip(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
