@@ -3,9 +3,9 @@
 Serve locally:  functions-framework --target=predict
 Classify once:  python main.py --sl 5.1 --sw 3.5 --pl 1.4 --pw 0.2
 
-The model ships in the source bundle (model.joblib) and is loaded lazily, once
-per instance, on the first request that needs it. README "API reference"
-documents every request and answer.
+The model ships in the source bundle (model.joblib) and is loaded once per
+instance: in the background as the serving process starts, with first requests
+waiting for that load. README "API reference" documents every request and answer.
 """
 
 import argparse

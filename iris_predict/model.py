@@ -1,4 +1,8 @@
-"""The served model: loaded once per instance, on first use, shared by all threads.
+"""The served model: loaded once per instance, shared by all threads.
+
+preload() starts the load in the background when the serving process starts;
+get() waits for it, or loads the model itself where nothing preloaded it (the
+CLI, tests).
 
 functions-framework runs several request threads per instance, so on a cold
 instance many first requests can arrive together; a lock makes exactly one of
