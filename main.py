@@ -23,7 +23,7 @@ from iris_predict import cors, logs, model, settings
 from iris_predict.answers import answer
 from iris_predict.artifact import ModelUnavailable
 from iris_predict.features import ALIASES, NAMES
-from iris_predict.parsing import Batch, InvalidRequest, decode, parse, parse_row
+from iris_predict.parsing import InvalidRequest, decode, parse
 from iris_predict.responses import error_response, json_response, read_body
 
 logs.setup()
@@ -47,12 +47,10 @@ def predict(request: flask.Request) -> flask.Response:
         elif request.method in ("GET", "HEAD"):
             response = json_response(describe(model.get()))
         elif request.method == "OPTIONS":
-            response = flask.Response(status=204, headers={"Allow": ALLOW})
-            del response.headers["Content-Type"]
-            response.headers["X-Content-Type-Options"] = "nosniff"
+            response = flask.Response(status=204, headers={"Allow": ALLOW,
+                                                           "X-Content-Type-Options": "nosniff"})
+            del response.headers["Content-Type"]  # no body, so no type
             response.headers.update(cors.headers(origin, preflight=True))
-            _log(request, response, started)
-            return response
         else:
             reason = f"method {request.method} is not allowed"
             response = error_response(f"{reason}; use {ALLOW}", 405, headers={"Allow": ALLOW})
@@ -125,8 +123,7 @@ def cli(argv=None) -> int:
     logs.setup(sys.stderr, logging.WARNING)  # stdout holds the answer and nothing else
     try:
         values = {alias: _cli_number(getattr(args, alias)) for alias in ALIASES}
-        body = answer(Batch("single", parse_row(values)[None, :], probabilities=True),
-                      model.get())
+        body = answer(parse(values), model.get())  # the same path as a POST body
     except InvalidRequest as e:
         parser.error(e.message)
     except ModelUnavailable as e:

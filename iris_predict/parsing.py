@@ -75,11 +75,6 @@ def parse(payload) -> Batch:
     return Batch("single", _row_from_object(payload, "")[None, :], probabilities=True)
 
 
-def parse_row(values: dict) -> np.ndarray:
-    """One flower given as {name or alias: value}, e.g. from the command line."""
-    return _row_from_object(values, "")
-
-
 def _parse_instances(payload: dict) -> Batch:
     _only_keys(payload, ("instances", "parameters"), "request body")
     rows = _rows(payload["instances"], "instances")
