@@ -9,89 +9,82 @@ waiting for that load. README "API reference" documents every request and answer
 """
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import sys
 import time
 
-import flask
-import functions_framework
-from werkzeug.exceptions import HTTPException
+import functions_framework.aio
+from starlette.requests import Request
+from starlette.responses import Response
 
-from iris_predict import cors, logs, model, settings
+from iris_predict import cors, decoding, logs, model, parsing, server, settings
 from iris_predict.answers import answer
-from iris_predict.artifact import ModelUnavailable
+from iris_predict.batch import Kind
+from iris_predict.errors import MethodNotAllowed, ModelUnavailable, NotFound, RequestError
 from iris_predict.features import ALIASES, NAMES
-from iris_predict.parsing import InvalidRequest, decode, parse
-from iris_predict.responses import error_response, json_response, read_body
+from iris_predict.responses import error_response, json_response, preflight_response
+from iris_predict.routes import ALLOW, NOT_FOUND
 
 logs.setup()
-ALLOW = "GET, POST, OPTIONS"
+# Batches of this many rows or more are answered on a worker thread, so that they do
+# not hold up the small requests queued behind them (measured: README "Performance").
+THREAD_ROWS = 1000
 
 
-@functions_framework.http
-def predict(request: flask.Request) -> flask.Response:
+@functions_framework.aio.http
+async def predict(request: Request) -> Response:
     """GET: model metadata. POST: predictions. OPTIONS: CORS preflight."""
     started = time.perf_counter()
-    origin = request.headers.get("Origin")
-    bigquery = False
-    rows, reason, failure = None, "", None
+    method = request.method
+    headers = dict(request.headers.items())  # one pass: Headers.get scans them every time
+    rows = failure = None
+    reason, error_field = "", "error"
+    unread_body = decoding.has_body(headers)
     try:
-        if request.method == "POST":
-            payload = decode(read_body(request))
-            bigquery = isinstance(payload, dict) and "calls" in payload
-            batch = parse(payload)
-            rows = batch.total or len(batch.X)
-            response = json_response(answer(batch, model.get()))
-        elif request.method in ("GET", "HEAD"):
-            response = json_response(describe(model.get()))
-        elif request.method == "OPTIONS":
-            response = flask.Response(status=204, headers={"Allow": ALLOW,
-                                                           "X-Content-Type-Options": "nosniff"})
-            del response.headers["Content-Type"]  # no body, so no type
-            response.headers.update(cors.headers(origin, preflight=True))
+        if request.scope["path"] in NOT_FOUND:
+            raise NotFound("not found")
+        if method == "POST":
+            body = await decoding.read_body(request.receive, headers)
+            unread_body = False
+            payload = decoding.decode(body)
+            if type(payload) is dict and "calls" in payload:
+                error_field = "errorMessage"  # what BigQuery reads
+            batch = parsing.parse(payload)
+            rows = batch.rows
+            response = json_response(await _answer(batch, await model.ready()))
+        elif method in ("GET", "HEAD"):
+            response = json_response(describe(await model.ready()))
+        elif method == "OPTIONS":
+            response = preflight_response({"Allow": ALLOW, **cors.headers(
+                headers.get("origin"), preflight=True)})
         else:
-            reason = f"method {request.method} is not allowed"
-            response = error_response(f"{reason}; use {ALLOW}", 405, headers={"Allow": ALLOW})
-    except InvalidRequest as e:
-        reason = e.message
-        response = error_response(e.message, e.status, bigquery)
+            raise MethodNotAllowed(method, ALLOW)
     except ModelUnavailable:
         # The cause was logged once, when loading failed; this line is the request's.
         reason = "no model to answer with"
-        response = error_response("the model is unavailable; see the function's logs",
-                                  503, bigquery)
+        response = error_response(ModelUnavailable.CLIENT_MESSAGE, 503, error_field,
+                                  unread_body=unread_body)
+    except RequestError as e:
+        reason = e.message
+        response = error_response(e.message, e.status, error_field, e.headers, unread_body)
     except Exception:  # a bug of ours: log it, never show a trace to the client
         reason, failure = "unexpected error", sys.exc_info()
-        response = error_response("internal error", 500, bigquery)
-    response.headers.update(cors.headers(origin))
-    _log(request, response, started, rows, reason, failure)
+        response = error_response("internal error", 500, error_field, unread_body=unread_body)
+    response.headers.update(cors.headers(headers.get("origin")))
+    logs.request(method, response.status_code, started, rows, reason,
+                 headers.get("content-length"), len(response.body),
+                 headers.get("x-cloud-trace-context"), failure)
     return response
 
 
-def _log(request, response, started, rows=None, reason="", failure=None):
-    """The request's one log line: what was asked and how it went, never the data."""
-    logs.request(request.method, response.status_code, started, rows, reason,
-                 request.content_length, response.content_length,
-                 request.headers.get("X-Cloud-Trace-Context"), failure)
-
-
-def _framework_error(error: HTTPException) -> flask.Response:
-    """The framework's own refusals (e.g. its 404 for /favicon.ico), as JSON too."""
-    started = time.perf_counter()  # the framework refused it before predict(): time ours only
-    response = error_response(error.description or error.name, error.code or 500)
-    response.headers.update(cors.headers(flask.request.headers.get("Origin")))
-    _log(flask.request, response, started, reason=error.name)
-    return response
-
-
-if flask.has_app_context():  # functions-framework imports this module inside its app
-    flask.current_app.register_error_handler(HTTPException, _framework_error)
-    # gunicorn imports this module, then forks the worker that serves; threads do not
-    # survive a fork, so the worker starts loading the model as soon as it exists,
-    # overlapping the load with the worker's start-up and the first connection.
-    os.register_at_fork(after_in_child=model.preload)
+async def _answer(batch, served: model.Model) -> dict:
+    """answer(), on a worker thread for batches big enough to hold up other requests."""
+    if len(batch.X) >= THREAD_ROWS:
+        return await asyncio.to_thread(answer, batch, served)
+    return answer(batch, served)
 
 
 def describe(served: model.Model) -> dict:
@@ -112,6 +105,13 @@ def describe(served: model.Model) -> dict:
     }
 
 
+# gunicorn imports this module in its master, then forks the worker that serves;
+# threads do not survive a fork, so the worker starts loading the model as soon
+# as it exists, overlapping the load with its start-up and first connection.
+os.register_at_fork(after_in_child=model.preload)
+server.tune(predict)
+
+
 def cli(argv=None) -> int:
     """The tutorial's iris.py: classify one flower given on the command line."""
     parser = argparse.ArgumentParser(description="Classify one iris flower (measurements in cm).")
@@ -123,12 +123,12 @@ def cli(argv=None) -> int:
     logs.setup(sys.stderr, logging.WARNING)  # stdout holds the answer and nothing else
     try:
         values = {alias: _cli_number(getattr(args, alias)) for alias in ALIASES}
-        body = answer(parse(values), model.get())  # the same path as a POST body
-    except InvalidRequest as e:
-        parser.error(e.message)
+        body = answer(parsing.parse(values), model.get())  # the same path as a POST body
     except ModelUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except RequestError as e:
+        parser.error(e.message)
     if args.json:
         print(json.dumps(body, indent=2))
     else:

@@ -5,23 +5,23 @@ control (curl ignores it). README "Security" says what protects the function.
 """
 
 from iris_predict import settings
+from iris_predict.routes import ALLOW
 
-METHODS = "GET, POST, OPTIONS"
 PREFLIGHT_MAX_AGE = "3600"  # seconds browsers may cache a preflight answer
+ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
 
 
 def headers(origin, preflight: bool = False) -> dict:
     """The CORS headers for an answer to a request from `origin` (None if not a browser)."""
-    found = {}
     if "*" in settings.ALLOWED_ORIGINS:
-        found["Access-Control-Allow-Origin"] = "*"
+        found = dict(ANY_ORIGIN)
     else:
         # The answer differs by origin, so caches must key on it.
-        found["Vary"] = "Origin"
+        found = {"Vary": "Origin"}
         if origin and origin.rstrip("/") in settings.ALLOWED_ORIGINS:
             found["Access-Control-Allow-Origin"] = origin
     if preflight and "Access-Control-Allow-Origin" in found:
-        found["Access-Control-Allow-Methods"] = METHODS
+        found["Access-Control-Allow-Methods"] = ALLOW
         found["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
         found["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
     return found

@@ -7,13 +7,19 @@ grouped under the request they belong to. Request lines carry the method,
 status, latency, sizes and row count, never the body, the feature values or
 an error message that quotes them: measurements a client sends are its data,
 not ours to keep.
+
+A request line is written straight to the stream, one write per line, encoded
+by orjson: through the logging module it cost a third of a one-flower
+request's time. Everything else goes through logging, formatted alike.
 """
 
-import json
 import logging
+import os
 import re
 import sys
 import time
+
+import orjson
 
 from iris_predict import settings
 
@@ -22,8 +28,9 @@ TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 # Client-sent text inside an error message: a quoted value, or what follows "got".
 QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 GOT = re.compile(r"\bgot\b.*$")
+REQUESTS_LOGGER = "iris_predict.requests"
 
-log = logging.getLogger("iris_predict.requests")
+_write = None  # writes one encoded line to the log stream; set by setup()
 
 
 class JsonFormatter(logging.Formatter):
@@ -35,11 +42,12 @@ class JsonFormatter(logging.Formatter):
             message += "\n" + self.formatException(record.exc_info)
         entry = {"severity": record.levelname, "message": message, "logger": record.name}
         entry.update(getattr(record, "fields", {}))
-        return json.dumps(entry, default=str)
+        return orjson.dumps(entry, default=str).decode()
 
 
 def setup(stream=sys.stdout, level: int = logging.INFO):
     """Send every log record to `stream` as JSON, replacing other handlers."""
+    global _write
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -47,35 +55,39 @@ def setup(stream=sys.stdout, level: int = logging.INFO):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError):  # a stream without a file: a test's StringIO
+        _write = lambda line: (stream.write(line.decode()), stream.flush())  # noqa: E731
+    else:
+        stream.flush()
+        _write = lambda line: os.write(fd, line)  # noqa: E731
 
 
 def request(method: str, status: int, started: float, rows: int | None = None,
-            reason: str = "", request_bytes: int | None = None,
+            reason: str = "", request_bytes: str | None = None,
             response_bytes: int | None = None,
             trace_header: str | None = None, exc_info=None):
     """Log one answered request; `started` is its time.perf_counter() at arrival."""
     latency = time.perf_counter() - started
-    fields = {
-        "httpRequest": {
-            "requestMethod": method,
-            "status": status,
-            "latency": f"{latency:.6f}s",
-        },
-    }
+    http = {"requestMethod": method, "status": status, "latency": f"{latency:.6f}s"}
     # LogEntry's HttpRequest holds sizes as int64 strings; unknown sizes stay out.
-    for name, size in (("requestSize", request_bytes), ("responseSize", response_bytes)):
-        if size is not None:
-            fields["httpRequest"][name] = str(size)
+    if request_bytes is not None:
+        http["requestSize"] = str(request_bytes)
+    if response_bytes is not None:
+        http["responseSize"] = str(response_bytes)
+    severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+    message = f"{method} {status}: {redact(reason)}" if reason else f"{method} {status}"
+    if exc_info:  # Error Reporting reads the stack trace from the message
+        message += "\n" + logging.Formatter().formatException(exc_info)
+    entry = {"severity": severity, "message": message, "logger": REQUESTS_LOGGER,
+             "httpRequest": http}
     if rows is not None:
-        fields["rows"] = rows
+        entry["rows"] = rows
     trace = _trace(trace_header)
     if trace:
-        fields["logging.googleapis.com/trace"] = trace
-    message = f"{method} {status}"
-    if reason:
-        message += f": {redact(reason)}"
-    level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
-    log.log(level, message, exc_info=exc_info, extra={"fields": fields})
+        entry["logging.googleapis.com/trace"] = trace
+    _write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
 
 
 def redact(message: str) -> str:

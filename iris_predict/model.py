@@ -1,25 +1,27 @@
-"""The served model: loaded once per instance, shared by all threads.
+"""The served model: loaded once per instance, shared by every request.
 
 preload() starts the load in the background when the serving process starts;
-get() waits for it, or loads the model itself where nothing preloaded it (the
-CLI, tests).
+ready() waits for it without blocking the event loop, and get() loads the model
+itself where nothing preloaded it (the CLI, tests).
 
-functions-framework runs several request threads per instance, so on a cold
-instance many first requests can arrive together; a lock makes exactly one of
-them load the model while the others wait for it. A model that cannot load is
-remembered too: every request then gets the same 503, and the cause is logged
-once instead of once per request.
+A cold instance may receive many first requests together; a lock makes
+exactly one of them load the model while the others wait for it. A model that
+cannot load is remembered too: every request then gets the same 503, and the
+cause is logged once instead of once per request.
 """
 
+import asyncio
 import logging
 import threading
 
 import numpy as np
 
 from iris_predict import artifact, settings
-from iris_predict.artifact import ModelUnavailable
+from iris_predict.errors import ModelUnavailable
+from iris_predict.logistic import LogisticRegressionState
 
 log = logging.getLogger(__name__)
+FEW_ROWS = 16  # below this, a loop in Python beats NumPy's overhead per call
 
 
 class Model:
@@ -31,44 +33,44 @@ class Model:
         self.classes = tuple(metadata["classes"])
         self.mins = np.array([f["min"] for f in metadata["features"]])
         self.maxs = np.array([f["max"] for f in metadata["features"]])
-        self.linear = _is_multinomial_logistic(estimator)
+        self._ranges = list(zip(self.mins.tolist(), self.maxs.tolist()))
+        # The shipped estimator: predicted with NumPy alone, as scikit-learn would.
+        self.linear = isinstance(estimator, LogisticRegressionState)
 
     def predict(self, X: np.ndarray, probabilities: bool):
         """Class indices for each row of X, plus class probabilities if asked (else None).
 
         X must already be validated: a float64 (rows, 4) array of finite numbers.
         """
-        if not self.linear:
+        if not self.linear:  # any other estimator: scikit-learn's own methods
             labels = self.estimator.predict(X)
             proba = self.estimator.predict_proba(X) if probabilities else None
             return labels, proba
-        # LogisticRegression.predict and predict_proba, minus the per-call input
-        # validation that costs ~10x the arithmetic for a single row; the same
-        # NumPy operations in the same order, so the results are bitwise identical
-        # (tests/test_fast_path.py), and the scores are computed once, not twice.
+        # LogisticRegression's decision_function, predict and predict_proba for a
+        # multinomial model, as scikit-learn 1.9 computes them: the same NumPy
+        # operations in the same order, so the results are bitwise identical
+        # (tests/test_fast_path.py), without its per-call input validation (~10x the
+        # arithmetic for one row), and the scores are computed once, not twice.
         scores = X @ self.estimator.coef_.T + self.estimator.intercept_
         labels = scores.argmax(axis=1)  # classes_ are 0..n-1 (checked at load)
         if not probabilities:
             return labels, None
-        scores -= scores.max(axis=1).reshape(-1, 1)  # sklearn.utils.extmath.softmax
+        scores -= scores.max(axis=1, keepdims=True)  # sklearn.utils.extmath.softmax
         np.exp(scores, out=scores)
-        scores /= scores.sum(axis=1).reshape(-1, 1)
+        scores /= scores.sum(axis=1, keepdims=True)
         return labels, scores
 
-    def out_of_range(self, X: np.ndarray):
+    def out_of_range(self, X: np.ndarray) -> list:
         """(row, feature) index pairs where X lies outside the training range."""
-        rows, cols = np.nonzero((X < self.mins) | (X > self.maxs))
-        return zip(rows.tolist(), cols.tolist())
-
-
-def _is_multinomial_logistic(estimator) -> bool:
-    """True for the estimator whose predict/predict_proba Model.predict reproduces."""
-    from sklearn.linear_model import LogisticRegression  # already imported by the unpickling
-
-    return (type(estimator) is LogisticRegression
-            and len(estimator.classes_) > 2
-            and type(estimator.coef_) is np.ndarray
-            and estimator.coef_.shape == (len(estimator.classes_), estimator.n_features_in_))
+        if len(X) <= FEW_ROWS:  # NumPy's overhead per call outweighs the work here
+            return [(i, j) for i, row in enumerate(X.tolist())
+                    for j, (value, (lo, hi)) in enumerate(zip(row, self._ranges))
+                    if not lo <= value <= hi]
+        outside = (X < self.mins) | (X > self.maxs)
+        if not outside.any():
+            return []
+        rows, cols = np.nonzero(outside)
+        return list(zip(rows.tolist(), cols.tolist()))
 
 
 _lock = threading.Lock()
@@ -91,8 +93,15 @@ def get() -> Model:
                     log.error("model unavailable: %s", e)
                     _error = e
     if _error is not None:
-        raise _error
+        raise ModelUnavailable(_error.message)  # a fresh one: a re-raised one keeps its frames
     return _model
+
+
+async def ready() -> Model:
+    """get(), for the event loop: waits for a load in progress on a thread, not the loop."""
+    if _model is not None:
+        return _model
+    return await asyncio.to_thread(get)
 
 
 def preload():

@@ -1,4 +1,4 @@
-"""Turn a decoded JSON request into a matrix of validated measurements.
+"""Turn a decoded JSON request into a Batch of validated measurements.
 
 Three request shapes are accepted (README "API reference"):
 - one flower: {"sl": 5.1, ...} (the tutorial's keys) or {"sepal_length": 5.1, ...};
@@ -10,136 +10,94 @@ was expected and what came, so the client can fix its request.
 """
 
 import itertools
-import json
 import math
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from iris_predict import settings
+from iris_predict.batch import Batch, BigQueryOutput, Kind
+from iris_predict.errors import InvalidRequest, PayloadTooLarge
 from iris_predict.features import ALIASES, MAX_VALUE, MIN_VALUE, NAMES
+from iris_predict.text import kind, show
 
 RANGE = f"a number greater than {MIN_VALUE:g} and at most {MAX_VALUE:g} (cm)"
-BIGQUERY_OUTPUTS = ("species", "class", "json")
 # BigQuery sends NUMERIC and BIGNUMERIC columns as decimal strings.
 DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-class InvalidRequest(Exception):
-    """A client error: status and a message safe to show the client."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-@dataclass
-class Batch:
-    """Validated rows to predict and how the answer should be shaped."""
-
-    kind: str                      # "single", "instances" or "calls"
-    X: np.ndarray                  # (rows, 4) float64
-    probabilities: bool = False    # include per-class probabilities
-    output: str = "species"        # BigQuery reply form
-    total: int = 0                 # calls only: rows sent, including null rows
-    present: list = field(default_factory=list)  # calls only: indices of non-null rows
-
-
-def decode(body: bytes):
-    """Parse a JSON document strictly: no NaN/Infinity, no duplicate keys."""
-    try:
-        return json.loads(body, parse_constant=_reject_constant,
-                          object_pairs_hook=_reject_duplicates)
-    except InvalidRequest:
-        raise
-    except RecursionError:
-        raise InvalidRequest("request body is nested too deeply") from None
-    except UnicodeDecodeError:
-        raise InvalidRequest("request body is not valid UTF-8") from None
-    except json.JSONDecodeError as e:
-        raise InvalidRequest(f"request body is not valid JSON: {e}") from None
-    except ValueError:  # Python refuses integer literals of thousands of digits
-        raise InvalidRequest("request body has a number with too many digits") from None
+WIDTH = len(NAMES)
 
 
 def parse(payload) -> Batch:
     """Validate a decoded request body; raise InvalidRequest on any problem."""
-    if not isinstance(payload, dict):
-        raise InvalidRequest(f"request body must be a JSON object, got {_kind(payload)}")
+    if type(payload) is not dict:
+        raise InvalidRequest(f"request body must be a JSON object, got {kind(payload)}")
     if "calls" in payload:
         return _parse_calls(payload)
     if "instances" in payload:
         return _parse_instances(payload)
-    return Batch("single", _row_from_object(payload, "")[None, :], probabilities=True)
+    return Batch(Kind.SINGLE, np.array([row_from_object(payload, "")]), probabilities=True)
 
 
 def _parse_instances(payload: dict) -> Batch:
     _only_keys(payload, ("instances", "parameters"), "request body")
-    rows = _rows(payload["instances"], "instances")
+    X, _ = matrix(payload["instances"], "instances")
     parameters = payload.get("parameters", {})
     if not isinstance(parameters, dict):
-        raise InvalidRequest(f"parameters must be an object, got {_kind(parameters)}")
+        raise InvalidRequest(f"parameters must be an object, got {kind(parameters)}")
     _only_keys(parameters, ("probabilities",), "parameters")
     probabilities = parameters.get("probabilities", False)
     if not isinstance(probabilities, bool):
         raise InvalidRequest(
-            f"parameters.probabilities must be true or false, got {_show(probabilities)}")
-    X = _fast_matrix(rows)
-    if X is None:
-        X = np.array([_row(row, f"instances[{i}]") for i, row in enumerate(rows)])
-    return Batch("instances", X, probabilities=probabilities)
+            f"parameters.probabilities must be true or false, got {show(probabilities)}")
+    return Batch(Kind.INSTANCES, X, probabilities=probabilities)
 
 
 def _parse_calls(payload: dict) -> Batch:
-    calls = _rows(payload["calls"], "calls", allow_empty=True)
+    calls = payload["calls"]
+    X, present = matrix(calls, "calls", bigquery=True)
     output = _bigquery_output(payload.get("userDefinedContext"))
-    X = _fast_matrix(calls)
-    if X is not None:
-        return Batch("calls", X, output=output, total=len(calls), present=list(range(len(calls))))
-    present, rows = [], []
-    for i, call in enumerate(calls):
-        where = f"calls[{i}]"
-        if not isinstance(call, list):
-            raise InvalidRequest(f"{where} must be an array of 4 arguments, got {_kind(call)}")
-        if len(call) != len(NAMES):
-            raise InvalidRequest(
-                f"{where} has {len(call)} arguments, expected {len(NAMES)} ({', '.join(NAMES)})")
-        values = [None if v is None else _number(v, f"{where}[{j}] ({NAMES[j]})", allow_string=True)
-                  for j, v in enumerate(call)]
-        if None in values:
-            continue  # SQL NULL in, NULL out: the rest of the batch still scores
-        present.append(i)
-        rows.append(values)
-    X = np.array(rows, dtype=float).reshape(-1, len(NAMES))
-    return Batch("calls", X, output=output, total=len(calls), present=present)
+    return Batch(Kind.CALLS, X, output=output, total=len(calls), present=present)
 
 
-def _bigquery_output(context) -> str:
+def _bigquery_output(context) -> BigQueryOutput:
     if context is None:
-        return "species"
+        return BigQueryOutput.SPECIES
     if not isinstance(context, dict):
-        raise InvalidRequest(f"userDefinedContext must be an object, got {_kind(context)}")
+        raise InvalidRequest(f"userDefinedContext must be an object, got {kind(context)}")
     _only_keys(context, ("output",), "userDefinedContext")
-    output = context.get("output", "species")
-    if output not in BIGQUERY_OUTPUTS:
+    output = context.get("output", BigQueryOutput.SPECIES.value)
+    try:
+        return BigQueryOutput(output)
+    except (ValueError, TypeError):
         raise InvalidRequest(
-            f"userDefinedContext.output must be one of {', '.join(BIGQUERY_OUTPUTS)}, "
-            f"got {_show(output)}")
-    return output
+            f"userDefinedContext.output must be one of "
+            f"{', '.join(o.value for o in BigQueryOutput)}, got {show(output)}") from None
 
 
-def _rows(rows, where: str, allow_empty: bool = False) -> list:
+def matrix(rows, where: str, bigquery: bool = False) -> tuple[np.ndarray, list]:
+    """The rows as a validated (n, 4) float64 matrix, and the indices of the rows in it.
+
+    Every row is in it, but for BigQuery calls with a NULL argument: SQL NULL in,
+    NULL out, while the rest of the batch still scores.
+    """
     if not isinstance(rows, list):
-        raise InvalidRequest(f"{where} must be an array of rows, got {_kind(rows)}")
-    if not rows and not allow_empty:
+        raise InvalidRequest(f"{where} must be an array of rows, got {kind(rows)}")
+    if not rows and not bigquery:  # BigQuery may send an empty batch
         raise InvalidRequest(f"{where} is empty; send at least one row")
     if len(rows) > settings.MAX_BATCH_ROWS:
-        raise InvalidRequest(
+        raise PayloadTooLarge(
             f"{where} has {len(rows)} rows, more than the limit of {settings.MAX_BATCH_ROWS}; "
-            "split the batch", status=413)
-    return rows
+            "split the batch")
+    X = _fast_matrix(rows)
+    if X is not None:
+        return X, list(range(len(rows)))
+    present, values = [], []
+    for i, row in enumerate(rows):
+        checked = row_values(row, f"{where}[{i}]", bigquery)
+        if checked is not None:
+            present.append(i)
+            values.append(checked)
+    return np.array(values, dtype=float).reshape(-1, WIDTH), present
 
 
 def _fast_matrix(rows: list):
@@ -149,13 +107,13 @@ def _fast_matrix(rows: list):
     value; anything unusual falls back to the row-by-row path, which finds and
     names the problem.
     """
-    if set(map(type, rows)) != {list} or set(map(len, rows)) != {len(NAMES)}:
+    if not rows or set(map(type, rows)) != {list} or set(map(len, rows)) != {WIDTH}:
         return None
     if not set(map(type, itertools.chain.from_iterable(rows))) <= {float, int}:
         return None
     try:
         X = np.fromiter(itertools.chain.from_iterable(rows), dtype=float,
-                        count=len(rows) * len(NAMES)).reshape(-1, len(NAMES))
+                        count=len(rows) * WIDTH).reshape(-1, WIDTH)
     except OverflowError:
         return None
     if not ((X > MIN_VALUE) & (X <= MAX_VALUE)).all():  # also false for inf and nan
@@ -163,19 +121,30 @@ def _fast_matrix(rows: list):
     return X
 
 
-def _row(row, where: str) -> list:
-    if isinstance(row, dict):
-        return _row_from_object(row, where)
+def row_values(row, where: str, bigquery: bool = False) -> list | None:
+    """One row's four measurements, validated; None for a BigQuery call with a NULL.
+
+    Instances may be arrays or objects with named features; BigQuery calls are
+    arrays of arguments, which may be NULL or decimal strings. A NULL excuses
+    no garbage elsewhere in its call.
+    """
+    if isinstance(row, dict) and not bigquery:
+        return row_from_object(row, where)
+    noun = "arguments" if bigquery else "values"
     if not isinstance(row, list):
+        expected = f"an array of {WIDTH} arguments" if bigquery \
+            else f"an array of {WIDTH} numbers or an object"
+        raise InvalidRequest(f"{where} must be {expected}, got {kind(row)}")
+    if len(row) != WIDTH:
         raise InvalidRequest(
-            f"{where} must be an array of {len(NAMES)} numbers or an object, got {_kind(row)}")
-    if len(row) != len(NAMES):
-        raise InvalidRequest(
-            f"{where} has {len(row)} values, expected {len(NAMES)} ({', '.join(NAMES)})")
-    return [_number(v, f"{where}[{j}] ({NAMES[j]})") for j, v in enumerate(row)]
+            f"{where} has {len(row)} {noun}, expected {WIDTH} ({', '.join(NAMES)})")
+    values = [None if v is None and bigquery else
+              number(v, f"{where}[{j}] ({NAMES[j]})", allow_string=bigquery)
+              for j, v in enumerate(row)]
+    return None if None in values else values
 
 
-def _row_from_object(obj: dict, where: str) -> np.ndarray:
+def row_from_object(obj: dict, where: str) -> list:
     """Read the four features by name or by tutorial alias, not a mixture."""
     prefix = f"{where}." if where else ""
     where = where or "request body"
@@ -186,65 +155,32 @@ def _row_from_object(obj: dict, where: str) -> np.ndarray:
         hint = " (use either the short or the long names, not both)" \
             if any(k in other for k in unknown) else ""
         raise InvalidRequest(
-            f"{where} has unknown field {_show(unknown[0])}{hint}; expected "
+            f"{where} has unknown field {show(unknown[0])}{hint}; expected "
             f"{', '.join(NAMES)} or {', '.join(ALIASES)}")
     missing = [k for k in keys if k not in obj]
     if missing:
         raise InvalidRequest(f"{where} is missing {', '.join(missing)}")
-    return np.array([_number(obj[k], prefix + k) for k in keys])
+    return [number(obj[k], prefix + k) for k in keys]
 
 
-def _number(value, where: str, allow_string: bool = False) -> float:
+def number(value, where: str, allow_string: bool = False) -> float:
+    """A measurement in centimetres, checked to be a plausible one."""
     if allow_string and isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
-        number = float(value)
+        result = float(value)
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequest(f"{where} must be {RANGE}, got {_kind(value)} {_show(value)}")
+        raise InvalidRequest(f"{where} must be {RANGE}, got {kind(value)} {show(value)}")
     else:
         try:
-            number = float(value)
+            result = float(value)
         except OverflowError:
-            number = math.inf
-    if not MIN_VALUE < number <= MAX_VALUE:  # also false for inf and nan
-        raise InvalidRequest(f"{where} must be {RANGE}, got {_show(value)}")
-    return number
+            result = math.inf
+    if not MIN_VALUE < result <= MAX_VALUE:  # also false for inf and nan
+        raise InvalidRequest(f"{where} must be {RANGE}, got {show(value)}")
+    return result
 
 
 def _only_keys(obj: dict, allowed: tuple, where: str):
     for key in obj:
         if key not in allowed:
             raise InvalidRequest(
-                f"{where} has unknown field {_show(key)}; expected {', '.join(allowed)}")
-
-
-def _reject_constant(name: str):
-    raise InvalidRequest(f"request body contains {name}, which is not a JSON number")
-
-
-def _reject_duplicates(pairs: list) -> dict:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen = set()
-        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise InvalidRequest(f"request body repeats the field {_show(duplicate)}")
-    return obj
-
-
-def _kind(value) -> str:
-    return {bool: "boolean", str: "string", list: "array", dict: "object",
-            type(None): "null", int: "number", float: "number"}.get(type(value), "value")
-
-
-def _show(value) -> str:
-    """A short rendering of a client value for an error message (never the whole thing)."""
-    if isinstance(value, (dict, list)):
-        return _kind(value)
-    try:
-        text = json.dumps(value)
-    except (ValueError, TypeError, OverflowError):
-        text = _kind(value)
-    return clip(text, 40)
-
-
-def clip(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters, marked with an ellipsis when cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+                f"{where} has unknown field {show(key)}; expected {', '.join(allowed)}")

@@ -1,51 +1,74 @@
-"""Reading request bodies and writing JSON answers, with limits enforced first."""
+"""Answers as HTTP responses: JSON bodies, with the headers every answer carries."""
 
-import json
+import asyncio
 
-import flask
+import orjson
+from starlette.responses import Response
 
-from iris_predict import settings
-from iris_predict.parsing import InvalidRequest, clip
-
-JSON_TYPES = ("application/json",)
-
-
-def read_body(request: flask.Request) -> bytes:
-    """The raw POST body, refused before reading if it is too large or not JSON."""
-    mimetype = request.mimetype
-    if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
-        got = f"Content-Type {clip(mimetype, 60)}" if mimetype else "no Content-Type"
-        raise InvalidRequest(f"send the body as application/json (got {got})", status=415)
-    limit = settings.MAX_BODY_BYTES
-    length = request.content_length
-    if length is not None and length > limit:
-        raise InvalidRequest(f"request body is {length} bytes, more than the limit of {limit}",
-                             status=413)
-    # Chunked bodies have no Content-Length: read one byte past the limit to detect excess.
-    # Otherwise read just the body: werkzeug's LimitedStream allocates the whole size asked.
-    body = request.stream.read(limit + 1 if length is None else length)
-    if len(body) > limit:
-        raise InvalidRequest(f"request body is more than the limit of {limit} bytes", status=413)
-    return body
+JSON = "application/json"
+# Never sniffed as HTML or script by a browser; never cached (answers follow the model).
+COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+# Bounds on the lingering close: Cloud Run refuses larger requests itself, and
+# a client that takes longer to send the rest has its connection closed anyway.
+LINGER_BYTES = 32 * 1024 * 1024
+LINGER_SECONDS = 5.0
 
 
-def json_response(body, status: int = 200, headers: dict | None = None) -> flask.Response:
-    text = json.dumps(body, separators=(",", ":"), allow_nan=False)
-    response = flask.Response(text, status=status, mimetype="application/json")
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
-    if headers:
-        response.headers.update(headers)
-    return response
+def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
+    content = orjson.dumps(body)
+    return Response(content, status, {**COMMON_HEADERS, **headers} if headers else COMMON_HEADERS,
+                    JSON)
 
 
-def error_response(message: str, status: int, bigquery: bool = False,
-                   headers: dict | None = None) -> flask.Response:
-    """{"error": message}; BigQuery reads {"errorMessage": message} instead."""
-    response = json_response({"errorMessage" if bigquery else "error": message}, status, headers)
-    if status == 413:
-        # functions-framework reads the whole request body into memory after every
-        # non-streamed answer; a streamed one leaves the server to discard it in chunks.
-        response.response = iter([response.get_data()])
-    return response
+def error_response(message: str, status: int, field: str = "error",
+                   headers: dict | None = None, unread_body: bool = False) -> Response:
+    """{field: message}: "error" for most clients; BigQuery reads "errorMessage".
 
+    `unread_body` says the client is still sending a body the function will not
+    read (it refused it, or the method takes none): see LingeringResponse.
+    """
+    headers = {**COMMON_HEADERS, **(headers or {})}
+    response_class = Response
+    if unread_body:
+        response_class, headers["Connection"] = LingeringResponse, "close"
+    return response_class(orjson.dumps({field: message}), status, headers, JSON)
+
+
+def preflight_response(headers: dict) -> Response:
+    """The answer to a CORS preflight: no body, so no type."""
+    return Response(status_code=204, headers={"X-Content-Type-Options": "nosniff", **headers})
+
+
+class LingeringResponse(Response):
+    """An answer sent while the request's body is still arriving, then a lingering close.
+
+    A client that writes its whole body before reading (Python's urllib and
+    requests, among others) loses an early answer if the server closes the
+    connection while it is still sending: its next write fails (broken pipe,
+    connection reset) and the answer waiting in its socket is never read. RFC
+    9112 section 9.6 gives the remedy: after answering, keep reading and
+    discarding what the client sends, within bounds, and only then close.
+    """
+
+    async def __call__(self, scope, receive, send):
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        await _discard_body(receive)
+        await send({"type": "http.response.body", "body": b""})  # uvicorn then closes
+
+
+async def _discard_body(receive):
+    """Read and drop the rest of the request body, up to LINGER_BYTES or LINGER_SECONDS."""
+    discarded = 0
+    try:
+        async with asyncio.timeout(LINGER_SECONDS):
+            while discarded <= LINGER_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":  # the client has gone
+                    return
+                discarded += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return

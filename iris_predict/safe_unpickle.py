@@ -10,21 +10,23 @@ the one recorded at training time, but the digest and the file travel
 together, so whoever can replace one can usually replace both.
 
 The design: every global a pickle names passes through `find_class`; ours
-returns only the handful of classes a fitted LogisticRegression stored by
-joblib actually names, and refuses anything else before it is imported or
-called, with an error naming the refused global. joblib stores numpy arrays
-as a NumpyArrayWrapper followed by raw bytes, so we subclass joblib's own
+resolves only the handful that a fitted LogisticRegression stored by joblib
+actually names, and refuses anything else before it is imported or called,
+with an error naming the refused global. The estimator class itself resolves
+to a plain stand-in (logistic.py), so serving never imports scikit-learn;
+an allowed global mapped to None is imported for real, which is how another
+estimator falls back to scikit-learn. joblib stores numpy arrays as a
+NumpyArrayWrapper followed by raw bytes, so we subclass joblib's own
 NumpyUnpickler (which swaps the wrappers for arrays) instead of plain
 pickle.Unpickler; joblib 1.6 routes the nested pickles of object arrays
 through the same `find_class`. Only plain (uncompressed) joblib files of the
 current format are read: the older format keeps arrays in companion files and
 is refused.
 
-What it does not cover: the allowed classes still run their own
-reconstruction code (LogisticRegression.__setstate__, numpy.dtype), and a
-file may still ask numpy for a huge array; the digest check is what binds the
-bytes to the training run. Retraining with another estimator means adding its
-classes here, on purpose.
+What it does not cover: numpy.dtype still runs its own reconstruction code,
+and a file may still ask numpy for a huge array; the digest check is what
+binds the bytes to the training run. Retraining with another estimator means
+adding its classes here, on purpose.
 """
 
 import io
@@ -32,14 +34,17 @@ import pickle
 
 from joblib.numpy_pickle import NumpyUnpickler
 
-# (module, name) of every global the shipped model's pickle names; found by
-# recording find_class while loading the artifact train.py writes.
-ALLOWED = frozenset({
-    ("sklearn.linear_model._logistic", "LogisticRegression"),
-    ("joblib.numpy_pickle", "NumpyArrayWrapper"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-})
+from iris_predict.logistic import LogisticRegressionState
+
+# (module, name) of every global the shipped model's pickle names, found by
+# recording find_class while loading the artifact train.py writes, and what it
+# resolves to: a stand-in, or None for the real global.
+ALLOWED = {
+    ("sklearn.linear_model._logistic", "LogisticRegression"): LogisticRegressionState,
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"): None,
+    ("numpy", "ndarray"): None,
+    ("numpy", "dtype"): None,
+}
 
 
 class RefusedGlobal(pickle.UnpicklingError):
@@ -52,7 +57,7 @@ class AllowlistUnpickler(NumpyUnpickler):
     def find_class(self, module, name):
         if (module, name) not in ALLOWED:
             raise RefusedGlobal(f"refused global {module}.{name}: not in the allowlist")
-        return super().find_class(module, name)
+        return ALLOWED[module, name] or super().find_class(module, name)
 
 
 def loads(data: bytes):

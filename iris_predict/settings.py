@@ -38,6 +38,10 @@ MAX_BODY_BYTES = _positive_int("MAX_BODY_BYTES", 2 * 1024 * 1024)
 # Rows accepted in one "instances" or BigQuery "calls" batch.
 MAX_BATCH_ROWS = _positive_int("MAX_BATCH_ROWS", 10_000)
 
+# Seconds a connection may take to send a request's headers before it is closed with
+# 408; slow-header (slowloris) clients cannot hold connections longer.
+HEADER_TIMEOUT_SECONDS = _positive_int("HEADER_TIMEOUT_SECONDS", 10)
+
 # The Google Cloud project, so request log lines link to their trace
 # (projects/<project>/traces/<id>); empty leaves the trace link out.
 GOOGLE_CLOUD_PROJECT = os.environ.get("GOOGLE_CLOUD_PROJECT", "").strip()

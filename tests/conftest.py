@@ -1,19 +1,21 @@
-import pytest
 import functions_framework
+import pytest
+from starlette.testclient import TestClient
 
 from tests.server import ROOT, FunctionServer
 
 
 @pytest.fixture(scope="session")
 def app():
-    """The function's Flask app, built by functions-framework as in production."""
+    """The function's ASGI app, built by functions-framework as in production."""
     return functions_framework.create_app(target="predict", source=str(ROOT / "main.py"))
 
 
 @pytest.fixture
 def client(app):
-    """An in-process client for the app."""
-    return app.test_client()
+    """An in-process client for the app (Starlette's, over httpx)."""
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

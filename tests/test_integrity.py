@@ -146,7 +146,7 @@ DAMAGED = {
     "truncated, digest stale": (_truncate, False, "SHA-256"),
     "truncated, digest rewritten": (_truncate, True, "cannot be loaded"),
     "sidecar names another sklearn": (_other_sklearn_in_sidecar, False, "0.24.2"),
-    "pickle from another sklearn": (_other_sklearn_inside, True, "InconsistentVersionWarning"),
+    "pickle from another sklearn": (_other_sklearn_inside, True, "pickled by scikit-learn 00000"),
 }
 
 

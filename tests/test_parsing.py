@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 
-from iris_predict import parsing, settings
-from iris_predict.parsing import InvalidRequest, decode, parse
+from iris_predict import decoding, parsing, settings
+from iris_predict.batch import BigQueryOutput, Kind
+from iris_predict.decoding import decode
+from iris_predict.errors import RequestError
+from iris_predict.parsing import parse
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 TUTORIAL = {"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}
@@ -14,20 +17,20 @@ NAMED = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_wi
 @pytest.mark.parametrize("payload", [TUTORIAL, NAMED, {"sl": 5, "sw": 3.5, "pl": 1.4, "pw": 0.2}])
 def test_single_flower_forms_agree(payload):
     batch = parse(payload)
-    assert batch.kind == "single"
+    assert batch.kind is Kind.SINGLE
     np.testing.assert_allclose(batch.X, [[5 if payload.get("sl") == 5 else 5.1, 3.5, 1.4, 0.2]])
 
 
 def test_instances_accept_arrays_and_objects_in_order():
     batch = parse({"instances": [SETOSA, NAMED, TUTORIAL, [7, 3.2, 4.7, 1.4]]})
-    assert batch.kind == "instances" and not batch.probabilities
+    assert batch.kind is Kind.INSTANCES and not batch.probabilities
     np.testing.assert_array_equal(batch.X, [SETOSA, SETOSA, SETOSA, [7, 3.2, 4.7, 1.4]])
 
 
 def test_calls_keep_nulls_and_read_decimal_strings():
     batch = parse({"requestId": "r", "calls": [SETOSA, [None, 1, 2, 3], ["5.1", "3.5", "1.4", "0.2"]],
                    "userDefinedContext": {"output": "class"}})
-    assert (batch.total, batch.present, batch.output) == (3, [0, 2], "class")
+    assert (batch.total, batch.present, batch.output) == (3, [0, 2], BigQueryOutput.CLASS)
     np.testing.assert_array_equal(batch.X, [SETOSA, SETOSA])
 
 
@@ -85,7 +88,7 @@ BAD = [
 
 @pytest.mark.parametrize("body, status, words", BAD)
 def test_bad_requests_are_named(body, status, words):
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(RequestError) as caught:
         parse(decode(body))
     assert caught.value.status == status
     assert words in caught.value.message
@@ -95,7 +98,7 @@ def test_bad_requests_are_named(body, status, words):
 def test_batch_row_limit(monkeypatch):
     monkeypatch.setattr(settings, "MAX_BATCH_ROWS", 3)
     parse({"instances": [SETOSA] * 3})
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(RequestError) as caught:
         parse({"instances": [SETOSA] * 4})
     assert caught.value.status == 413 and "limit of 3" in caught.value.message
 
@@ -107,3 +110,56 @@ def test_fast_and_row_by_row_paths_agree():
     slow = parse({"instances": rows + [NAMED]}).X[:-1]  # an object row forces the slow path
     assert parsing._fast_matrix(rows) is not None
     np.testing.assert_array_equal(fast, slow)
+
+
+# Bodies on which orjson and the standard library could part ways; decode() must
+# answer each exactly as the standard library's strict decoder does.
+DECODER_EDGES = [
+    b'{"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}',
+    b'{"sl": 1, "sw": 1, "pl": 1, "pw": 1, "sl": 2}',                 # last key repeated
+    b'{"instances": [[1, 2, 3, 4]], "parameters": {"probabilities": true, "probabilities": false}}',
+    b'{"instances": [{"sl": 1, "sl": 2, "sw": 1, "pl": 1, "pw": 1}]}',  # inside a row object
+    b'{"instances": [[1, 2, 3, 4], {"sl": 1, "sw": 1, "pl": 1, "pw": 1, "pw": 2}]}',
+    b'{"calls": [[1, 2, 3, 4]], "caller": "//bigquery/projects/p/jobs/p:US.job", "x": {"a": 1, "a": 2}}',
+    b'{"calls": [[1, 2, 3, 4]], "caller": "//bigquery/projects/p/jobs/p:US.job:1"}',
+    b'{"a": "\\u003a", "b": 1, "b": 2}',                               # an escaped colon
+    b'{"a\\"": 1, "a\\"": 2}',                                         # escaped quotes in keys
+    b'{"a": "{", "b": 1, "b": 2}',                                     # a brace inside a string
+    b'{"a": ":", "b": 1}',
+    b'[{"a": 1, "a": 2}]',
+    b'[[{"a": 1}, {"b": 1, "b": 2}]]',
+    b'{"a": [[], {"b": 1, "b": 2}]}',
+    b'{"": 1, "": 2}',
+    b'\xef\xbb\xbf{"sl": 1, "sw": 1, "pl": 1, "pw": 1}',               # UTF-8 byte order mark
+    '{"sl": 1, "sw": 1, "pl": 1, "pw": 1}'.encode("utf-16"),
+    b'{"a": "\\ud800"}',                                                # a lone surrogate
+    b'{"sl": NaN}', b'{"sl": -Infinity}', b'[1e400]', b'[-0.0]', b'[1E5, 1e-5]',
+    b'[' + b'9' * 5000 + b']', b'[' * 100_000, b'[' * 900 + b']' * 900,
+    b' \n\t{"sl" : 1 , "sl" : 2 } \n', b'{"sl": 1}garbage', b'',
+]
+
+
+def _outcome(decoder, body):
+    try:
+        return "value", decoder(body)
+    except RequestError as e:
+        return "refused", e.message
+
+
+@pytest.mark.parametrize("body", DECODER_EDGES, ids=lambda b: repr(b[:40]))
+def test_fast_decoder_is_exactly_as_strict(body):
+    assert _outcome(decode, body) == _outcome(decoding._decode_strictly, body)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}',
+    b'{"instances": [[5.1, 3.5, 1.4, 0.2]], "parameters": {"probabilities": true}}',
+    b'{"instances": [{"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}, [1, 2, 3, 4]]}',
+    b'{"requestId": "124ab1c", "caller": "//bigquery.googleapis.com/projects/p/jobs/p:US.bq_1",'
+    b' "sessionUser": "a@example.com", "userDefinedContext": {"output": "json"},'
+    b' "calls": [[5.1, 3.5, 1.4, 0.2], [null, 3.0, 5.1, 1.8], ["6.3", "3.3", "6.0", "2.5"]]}',
+])
+def test_everyday_bodies_take_the_fast_decoder(body):
+    """Each needs no second decoding: the point of the fast path."""
+    import orjson
+    assert decoding._keys_provably_unique(body, orjson.loads(body))

@@ -8,7 +8,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from iris_predict import model
 from iris_predict.answers import answer
 from iris_predict.features import ALIASES, MAX_VALUE, NAMES
-from iris_predict.parsing import Batch, InvalidRequest, decode, parse
+from iris_predict.batch import Batch
+from iris_predict.decoding import decode
+from iris_predict.errors import RequestError as InvalidRequest
+from iris_predict.parsing import parse
 
 # Bounded for CI: a few hundred examples per property, no per-example deadline
 # (the first example loads the model).

@@ -1,0 +1,43 @@
+"""What a request asks for once it is parsed: the rows to score and the answer's form.
+
+parsing builds a Batch and answers reads it; the request kinds and BigQuery's
+reply forms are named here, once, so that both agree on them.
+"""
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Kind(enum.Enum):
+    """The request shapes of README "API reference"."""
+
+    SINGLE = "single"        # one flower: {"sl": 5.1, ...}, the tutorial's body
+    INSTANCES = "instances"  # a batch: {"instances": [...]}, Vertex AI / KServe V1
+    CALLS = "calls"          # a BigQuery remote function call: {"calls": [...]}
+
+
+class BigQueryOutput(enum.Enum):
+    """What each BigQuery reply holds, chosen by userDefinedContext.output."""
+
+    SPECIES = "species"
+    CLASS = "class"
+    JSON = "json"
+
+
+@dataclass(slots=True)
+class Batch:
+    """Validated rows to predict and how the answer should be shaped."""
+
+    kind: Kind
+    X: np.ndarray                  # (rows, 4) float64, every value validated
+    probabilities: bool = False    # include per-class probabilities
+    output: BigQueryOutput = BigQueryOutput.SPECIES
+    total: int = 0                 # calls only: rows sent, including NULL rows
+    present: list = field(default_factory=list)  # calls only: indices of non-NULL rows
+
+    @property
+    def rows(self) -> int:
+        """How many rows the client sent (BigQuery NULL rows included)."""
+        return self.total if self.kind is Kind.CALLS else len(self.X)

@@ -1,0 +1,95 @@
+"""The HTTP server under the function, tuned where functions-framework leaves it open.
+
+For an @aio.http function, functions-framework serves with gunicorn and
+uvicorn_worker.UvicornWorker, locally and in Google's buildpack alike, and takes
+no server options. The worker builds uvicorn's Config from its class attribute
+CONFIG_KWARGS, so tune() sets that when main.py is imported: in gunicorn's
+master, before it forks the worker.
+
+- httptools and uvloop by name rather than by detection: a missing wheel stops
+  the start instead of quietly halving throughput (README "Performance").
+- A deadline for each request's headers (HEADER_TIMEOUT_SECONDS): uvicorn waits
+  forever for headers that never end, so slowloris clients could hold
+  connections open indefinitely.
+- The requests the framework would refuse itself (its 404 for /favicon.ico and
+  /robots.txt, its plain-text 405 for methods outside its route list) go to the
+  handler instead, to be answered in JSON and logged like every other.
+- Shutdown finishes requests in flight, within Cloud Run's 10 s after SIGTERM.
+"""
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn_worker import UvicornWorker
+from starlette.requests import Request
+
+from iris_predict import settings
+from iris_predict.routes import NOT_FOUND
+
+# The methods functions-framework's routes take; it answers any other with 405 itself.
+FRAMEWORK_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH"})
+# Requests still running this long after SIGTERM are cancelled; Cloud Run kills at 10 s.
+GRACEFUL_SHUTDOWN_SECONDS = 8
+TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+             b"x-content-type-options: nosniff\r\nconnection: close\r\ncontent-length: %d\r\n\r\n")
+
+
+def tune(handler) -> None:
+    """Serve with httptools, uvloop and Protocol; `handler` answers what the framework won't."""
+    Protocol.handler = staticmethod(handler)
+    UvicornWorker.CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "loop": "uvloop",
+                                   "http": Protocol,
+                                   "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS}
+
+
+class Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, plus a header deadline and the framework's refusals."""
+
+    handler = None  # the function's handler: Request -> Response
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._framework_app = self.app
+        self.app = self._route
+        self._header_deadline = None
+
+    async def _route(self, scope, receive, send):
+        if scope["method"] in FRAMEWORK_METHODS and scope["path"] not in NOT_FOUND:
+            await self._framework_app(scope, receive, send)
+        else:
+            response = await self.handler(Request(scope, receive))
+            await response(scope, receive, send)
+
+    # The header deadline runs from a connection's start, or a request's first byte,
+    # to the end of that request's headers.
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._start_header_deadline()
+
+    def on_message_begin(self):
+        super().on_message_begin()
+        if self._header_deadline is None:
+            self._start_header_deadline()
+
+    def on_headers_complete(self):
+        self._stop_header_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc):
+        self._stop_header_deadline()
+        super().connection_lost(exc)
+
+    def _start_header_deadline(self):
+        self._header_deadline = self.loop.call_later(settings.HEADER_TIMEOUT_SECONDS,
+                                                     self._headers_timed_out)
+
+    def _stop_header_deadline(self):
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_timed_out(self):
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            body = (b'{"error":"request headers not received within %d s"}'
+                    % settings.HEADER_TIMEOUT_SECONDS)
+            self.transport.write(TIMED_OUT % len(body) + body)
+            self.transport.close()
