@@ -1,4 +1,4 @@
-"""Every curl example in README.md, run against the live function, must print what it shows.
+"""Every curl example in README.md and docs/, run against the live function, prints what it shows.
 
 An example is a ```sh block that starts with `curl`, followed by a ```json block
 with the output. http://localhost:8080 (what `make serve` listens on) is replaced by
@@ -14,7 +14,7 @@ import pytest
 
 from tests.server import ROOT
 
-README = ROOT / "README.md"
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SERVE_URL = "http://localhost:8080"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 
@@ -33,17 +33,22 @@ def curl_examples(text: str) -> list:
     return examples
 
 
-EXAMPLES = curl_examples(README.read_text())
+EXAMPLES = [(f"{path.relative_to(ROOT)}:{i}", *example) for path in DOCUMENTS
+            for i, example in enumerate(curl_examples(path.read_text()))]
 
 
-def test_every_curl_line_in_the_readme_is_a_checked_example():
-    lines = re.findall(r"^curl ", README.read_text(), re.MULTILINE)
-    assert len(EXAMPLES) == len(lines) >= 7
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_curl_line_is_a_checked_example(path):
+    text = path.read_text()
+    assert len(re.findall(r"^curl ", text, re.MULTILINE)) == len(curl_examples(text))
 
 
-@pytest.mark.parametrize("command, shown", EXAMPLES,
-                         ids=[f"example{i}" for i in range(len(EXAMPLES))])
-def test_readme_curl_example(live, command, shown):
+def test_the_readme_has_its_examples():
+    assert sum(name.startswith("README.md") for name, _, _ in EXAMPLES) >= 2
+
+
+@pytest.mark.parametrize("name, command, shown", EXAMPLES, ids=[e[0] for e in EXAMPLES])
+def test_curl_example(live, name, command, shown):
     args = [arg.replace(SERVE_URL, live.url) for arg in shlex.split(command)]
     assert SERVE_URL in command and args[0] == "curl"
     done = subprocess.run(args, capture_output=True, text=True, timeout=30)
