@@ -13,10 +13,12 @@ master, before it forks the worker.
   connections open indefinitely.
 - The requests the framework would refuse itself (its 404 for /favicon.ico and
   /robots.txt, its plain-text 405 for methods outside its route list) go to the
-  handler instead, to be answered in JSON and logged like every other.
+  handler instead, to be answered in JSON and logged like every other; bytes
+  that are not HTTP get a JSON 400 too, instead of uvicorn's plain text.
 - Shutdown finishes requests in flight, within Cloud Run's 10 s after SIGTERM.
 """
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 from starlette.requests import Request
@@ -28,8 +30,9 @@ from iris_predict.routes import NOT_FOUND
 FRAMEWORK_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH"})
 # Requests still running this long after SIGTERM are cancelled; Cloud Run kills at 10 s.
 GRACEFUL_SHUTDOWN_SECONDS = 8
-TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-             b"x-content-type-options: nosniff\r\nconnection: close\r\ncontent-length: %d\r\n\r\n")
+# Answers written straight to the connection, before there is a request to hand on.
+REFUSAL = (b"HTTP/1.1 %s\r\ncontent-type: application/json\r\nx-content-type-options: nosniff"
+           b"\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s")
 
 
 def tune(handler) -> None:
@@ -88,8 +91,15 @@ class Protocol(HttpToolsProtocol):
 
     def _headers_timed_out(self):
         self._header_deadline = None
+        self._refuse(b"408 Request Timeout",
+                     f"request headers not received within {settings.HEADER_TIMEOUT_SECONDS} s")
+
+    def send_400_response(self, msg: str):
+        """uvicorn's answer to bytes its parser rejects, as JSON."""
+        self._refuse(b"400 Bad Request", "the request is not valid HTTP/1.1")
+
+    def _refuse(self, status: bytes, message: str):
         if not self.transport.is_closing():
-            body = (b'{"error":"request headers not received within %d s"}'
-                    % settings.HEADER_TIMEOUT_SECONDS)
-            self.transport.write(TIMED_OUT % len(body) + body)
+            body = orjson.dumps({"error": message})
+            self.transport.write(REFUSAL % (status, len(body), body))
             self.transport.close()
