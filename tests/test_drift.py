@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 
 import joblib
 import numpy as np
@@ -274,6 +275,7 @@ def log_entry(line: dict) -> dict:
     payload (Google's structured logging documentation), the rest as jsonPayload."""
     payload = dict(line)
     entry = {"logName": f"projects/{PROJECT}/logs/run.googleapis.com%2Fstdout",
+             "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
              "resource": {"type": "cloud_run_revision",
                           "labels": {"service_name": "iris-predict", "project_id": PROJECT}},
              "severity": payload.pop("severity"),
