@@ -357,3 +357,13 @@ def test_make_drift_without_logs_prints_its_usage():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "usage: make drift LOGS=FILE" in done.stdout + done.stderr
+
+
+def test_the_report_shown_in_docs_is_the_one_for_these_flowers(logs_file):
+    """docs/drift.md shows the report for the flowers `sent` holds: it must stay that report."""
+    doc = (ROOT / "docs" / "drift.md").read_text()
+    shown = re.search(r"^```\n(feature .*?)\n```$", doc, re.DOTALL | re.MULTILINE).group(1)
+    done = subprocess.run([sys.executable, "drift.py", str(logs_file)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    for block in shown.split("\n\n"):
+        assert block in done.stdout
