@@ -6,7 +6,7 @@ LOGS holds the lines the function writes for a PREDICTION_LOG_SAMPLE share of th
 answers, in any of the forms they come in:
   - what `gcloud logging read --format=json` prints: one JSON array of log entries;
   - JSON Lines of log entries (a Cloud Storage sink's files, or that array one entry a line);
-  - JSON Lines as the function prints them (`make serve` output, a container's stdout).
+  - JSON Lines as the function prints them (`make -s serve` output, a container's stdout).
 Entries without the iris_predict=prediction_sample label (request lines, start-up lines) are
 skipped; anything that is not JSON objects is refused. docs/drift.md explains every column.
 
