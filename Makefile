@@ -26,6 +26,12 @@ bench: $(VENV)/.installed
 		|| echo "wrk could not be installed: using the Python load generator"
 	$(BIN)/python -m bench
 
+.PHONY: drift
+## drift: served vs training distributions from sampled prediction log lines (docs/drift.md)
+drift: $(VENV)/.installed
+	@test -n "$(LOGS)" || { echo "usage: make drift LOGS=FILE (exported prediction sample log lines, see docs/drift.md)" >&2; exit 2; }
+	$(BIN)/python drift.py "$(LOGS)"
+
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

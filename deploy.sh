@@ -24,6 +24,9 @@ Options (each also read from the environment variable in brackets; flag wins):
   --allowed-origins LIST the function's ALLOWED_ORIGINS [ALLOWED_ORIGINS] (*)
   --max-body-bytes N     the function's MAX_BODY_BYTES [MAX_BODY_BYTES] (2097152)
   --max-batch-rows N     the function's MAX_BATCH_ROWS [MAX_BATCH_ROWS] (10000)
+  --prediction-log-sample RATE
+                         the function's PREDICTION_LOG_SAMPLE, the share of answered rows
+                         logged for drift reports (docs/drift.md) [PREDICTION_LOG_SAMPLE] (0)
   --public               let anyone call it (grants allUsers roles/run.invoker); default: private
   --dry-run              run the checks, print the gcloud command, deploy nothing
   -h, --help             this help
@@ -61,6 +64,7 @@ TIMEOUT="${TIMEOUT:-60s}"
 ALLOWED_ORIGINS="${ALLOWED_ORIGINS:-*}"
 MAX_BODY_BYTES="${MAX_BODY_BYTES:-2097152}"
 MAX_BATCH_ROWS="${MAX_BATCH_ROWS:-10000}"
+PREDICTION_LOG_SAMPLE="${PREDICTION_LOG_SAMPLE:-0}"
 PUBLIC=false
 DRY_RUN=false
 
@@ -88,6 +92,7 @@ while (($#)); do
     --allowed-origins) ALLOWED_ORIGINS="$(value "$arg" "$@")"; shift ;;
     --max-body-bytes) MAX_BODY_BYTES="$(value "$arg" "$@")"; shift ;;
     --max-batch-rows) MAX_BATCH_ROWS="$(value "$arg" "$@")"; shift ;;
+    --prediction-log-sample) PREDICTION_LOG_SAMPLE="$(value "$arg" "$@")"; shift ;;
     *) die "unknown argument '$arg' (see --help)" ;;
   esac
 done
@@ -96,6 +101,8 @@ positive_int --concurrency "$CONCURRENCY"
 positive_int --max-instances "$MAX_INSTANCES"
 positive_int --max-body-bytes "$MAX_BODY_BYTES"
 positive_int --max-batch-rows "$MAX_BATCH_ROWS"
+[[ "$PREDICTION_LOG_SAMPLE" =~ ^(0(\.[0-9]+)?|1(\.0+)?|\.[0-9]+)$ ]] ||
+  die "--prediction-log-sample must be a number from 0 to 1, got '$PREDICTION_LOG_SAMPLE'"
 [[ "$MIN_INSTANCES" =~ ^[0-9]+$ ]] || die "--min-instances must be 0 or more, got '$MIN_INSTANCES'"
 ((MIN_INSTANCES <= MAX_INSTANCES)) ||
   die "--min-instances ($MIN_INSTANCES) exceeds --max-instances ($MAX_INSTANCES)"
@@ -133,6 +140,7 @@ pinned="$(sed -n 's/^scikit-learn==\([^[:space:];#]*\).*/\1/p' requirements.txt)
 # --- The deploy. -------------------------------------------------------------------------
 env_vars="^;^ALLOWED_ORIGINS=$ALLOWED_ORIGINS;MAX_BODY_BYTES=$MAX_BODY_BYTES"
 env_vars+=";MAX_BATCH_ROWS=$MAX_BATCH_ROWS;THREADS=$CONCURRENCY"
+env_vars+=";PREDICTION_LOG_SAMPLE=$PREDICTION_LOG_SAMPLE"
 env_vars+=";GOOGLE_CLOUD_PROJECT=$PROJECT"  # lets log lines link to their request's trace
 deploy=(gcloud functions deploy "$NAME" --gen2 --project="$PROJECT" --region="$REGION"
   --runtime="$RUNTIME" --source=. --entry-point=predict --trigger-http

@@ -20,7 +20,7 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from iris_predict import cors, decoding, logs, model, parsing, server, settings
+from iris_predict import cors, decoding, logs, model, parsing, sampling, server, settings
 from iris_predict.answers import answer
 from iris_predict.batch import Kind
 from iris_predict.errors import MethodNotAllowed, ModelUnavailable, NotFound, RequestError
@@ -55,6 +55,7 @@ async def predict(request: Request) -> Response:
             batch = parsing.parse(payload)
             rows = batch.rows
             response = json_response(await _answer(batch, await model.ready()))
+            sampling.log(batch, headers.get("x-cloud-trace-context"))
         elif method in ("GET", "HEAD"):
             response = json_response(describe(await model.ready()))
         elif method == "OPTIONS":

@@ -6,7 +6,8 @@ proxy (CLOUDSDK_PROXY_*), so every request gcloud makes arrives here: one for an
 test can prove that nothing left the machine.
 
 It keeps just enough state for a deploy: functions, operations (done at once, with stages),
-uploaded zips, Cloud Run IAM policies. It also plays Cloud Run's front end for the deployed
+uploaded zips, Cloud Run IAM policies; and for drift exports (docs/drift.md), Cloud Logging's
+sinks and the log entries a test puts in, which `gcloud logging read` lists through a filter. It also plays Cloud Run's front end for the deployed
 function: /fn/NAME lets in callers as Cloud Run would (anyone once allUsers may invoke, else
 only a bearer of the identity token) and forwards them to a real local functions-framework
 server (`backend`).
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 INVOKER = "roles/run.invoker"
 PROJECT_NUMBER = "123456789012"
 COMPUTE_SA = f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com"
+LOGGING_WRITER = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-logging.iam.gserviceaccount.com"
 RUNTIMES = ["python310", "python311", "python312", "python313", "nodejs20", "nodejs22"]
 
 FUNCTION = r"/v2/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/functions"
@@ -62,6 +64,8 @@ class FakeGoogleCloud:
     operations: dict = field(default_factory=dict)
     uploads: dict = field(default_factory=dict)  # object name -> zip bytes
     policies: dict = field(default_factory=dict)  # Cloud Run service name -> IAM policy
+    sinks: dict = field(default_factory=dict)  # sink name -> LogSink
+    entries: list = field(default_factory=list)  # LogEntry objects, as Cloud Logging holds them
     failures: list = field(default_factory=list)
     url: str = ""
 
@@ -195,6 +199,28 @@ class FakeGoogleCloud:
         self.policies[service] = request.json()["policy"]
         return 200, self.policies[service]
 
+    def create_sink(self, request, project):
+        sink = request.json()
+        if sink["name"] in self.sinks:
+            return 409, _error(409, f"Sink {sink['name']} already exists")
+        sink.update(writerIdentity=LOGGING_WRITER, createTime="2026-01-01T00:00:00Z")
+        self.sinks[sink["name"]] = sink
+        return 200, sink
+
+    def get_sink(self, request, project, name):
+        if name not in self.sinks:
+            return 404, _error(404, f"Sink {name} does not exist")
+        return 200, self.sinks[name]
+
+    def list_entries(self, request):
+        """Entries matching the filter, newest first, in one page."""
+        body = request.json()
+        try:
+            found = [e for e in self.entries if matches(body.get("filter", ""), e)]
+        except ValueError as e:
+            return 400, _error(400, str(e))
+        return 200, {"entries": sorted(found, key=lambda e: e["timestamp"], reverse=True)}
+
     ROUTES = [
         ("GET", FUNCTION + r"/(?P<name>[^/:]+)", get_function),
         ("PATCH", FUNCTION + r"/(?P<name>[^/:]+)", patch_function),
@@ -212,6 +238,9 @@ class FakeGoogleCloud:
          get_run_policy),
         ("POST", r"/v1/(?P<service>projects/[^/]+/locations/[^/]+/services/[^/]+):setIamPolicy",
          set_run_policy),
+        ("POST", r"/v2/projects/(?P<project>[^/]+)/sinks", create_sink),
+        ("GET", r"/v2/projects/(?P<project>[^/]+)/sinks/(?P<name>[^/]+)", get_sink),
+        ("POST", r"/v2/entries:list", list_entries),
     ]
 
     # --- Cloud Run's front end for the deployed function ----------------------------------
@@ -228,6 +257,26 @@ class FakeGoogleCloud:
                 return (self.public(function["serviceConfig"]["service"])
                         or authorization == f"Bearer {self.id_token}")
         return False
+
+
+# One comparison of Cloud Logging's query language: a field path, = or >=, a quoted value.
+FILTER_TERM = re.compile(r'\s*\(*\s*([\w.]+)\s*(>=|=)\s*"([^"]*)"\s*\)*\s*')
+
+
+def matches(log_filter: str, entry: dict) -> bool:
+    """Whether a LogEntry matches a filter of comparisons joined by AND, the only form the
+    fake reads (anything else is refused, so a document cannot rely on more unnoticed)."""
+    for term in filter(None, log_filter.split(" AND ")):
+        match = FILTER_TERM.fullmatch(term)
+        if not match:
+            raise ValueError(f"fake_gcp cannot evaluate the filter term {term!r}")
+        path, operator, expected = match.groups()
+        value = entry
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None or (value != expected if operator == "=" else str(value) < expected):
+            return False
+    return True
 
 
 def _camel(snake: str) -> str:

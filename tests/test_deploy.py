@@ -39,14 +39,14 @@ DEFAULT_SERVICE_CONFIG = {
     "allTrafficOnLatestRevision": True,  # a deploy after a rollback serves the new code
     "environmentVariables": {"ALLOWED_ORIGINS": "*", "MAX_BODY_BYTES": "2097152",
                              "MAX_BATCH_ROWS": "10000", "THREADS": "8",
-                             "GOOGLE_CLOUD_PROJECT": PROJECT},
+                             "PREDICTION_LOG_SAMPLE": "0", "GOOGLE_CLOUD_PROJECT": PROJECT},
 }
 CUSTOM_SERVICE_CONFIG = {
     "availableMemory": "1Gi", "availableCpu": "2", "maxInstanceRequestConcurrency": 16,
     "minInstanceCount": 1, "maxInstanceCount": 5, "timeoutSeconds": 30,
     "environmentVariables": {"ALLOWED_ORIGINS": "https://shop.example,https://www.shop.example",
                              "MAX_BODY_BYTES": "65536", "MAX_BATCH_ROWS": "500", "THREADS": "16",
-                             "GOOGLE_CLOUD_PROJECT": PROJECT},
+                             "PREDICTION_LOG_SAMPLE": "0.05", "GOOGLE_CLOUD_PROJECT": PROJECT},
 }
 # Every setting away from its default: (flag, environment variable, value).
 CUSTOM = [
@@ -62,6 +62,7 @@ CUSTOM = [
     ("--allowed-origins", "ALLOWED_ORIGINS", "https://shop.example,https://www.shop.example"),
     ("--max-body-bytes", "MAX_BODY_BYTES", "65536"),
     ("--max-batch-rows", "MAX_BATCH_ROWS", "500"),
+    ("--prediction-log-sample", "PREDICTION_LOG_SAMPLE", "0.05"),
 ]
 
 
@@ -229,7 +230,8 @@ def test_every_setting_by_flag_or_environment(cloud, tmp_path, form):
     for arg in ("--region=europe-west1", "--runtime=python312", "--memory=1Gi", "--cpu=2",
                 "--concurrency=16", "--min-instances=1", "--max-instances=5", "--timeout=30s",
                 "--set-env-vars=^;^ALLOWED_ORIGINS=https://shop.example,https://www.shop.example"
-                f";MAX_BODY_BYTES=65536;MAX_BATCH_ROWS=500;THREADS=16;GOOGLE_CLOUD_PROJECT={PROJECT}"):
+                ";MAX_BODY_BYTES=65536;MAX_BATCH_ROWS=500;THREADS=16;PREDICTION_LOG_SAMPLE=0.05"
+                f";GOOGLE_CLOUD_PROJECT={PROJECT}"):
         assert arg in command
 
 
@@ -239,6 +241,7 @@ def test_every_setting_by_flag_or_environment(cloud, tmp_path, form):
     (["--min-instances", "4", "--max-instances", "2"],
      "--min-instances (4) exceeds --max-instances (2)"),
     (["--allowed-origins", "https://a.example;https://b.example"], "must not contain ';'"),
+    (["--prediction-log-sample", "1.5"], "--prediction-log-sample must be a number from 0 to 1"),
     (["--region"], "--region needs a value"),
     (["--region", "--public"], "--region needs a value"),
     (["--regoin", "europe-west1"], "unknown argument '--regoin'"),
