@@ -70,7 +70,8 @@ async def predict(request: Request) -> Response:
                                   unread_body=unread_body)
     except RequestError as e:
         reason = e.message
-        response = error_response(e.message, e.status, error_field, e.headers, unread_body)
+        response = error_response(e.message, e.status, error_field, e.headers,
+                                  unread_body and not e.body_read)
     except Exception:  # a bug of ours: log it, never show a trace to the client
         reason, failure = "unexpected error", sys.exc_info()
         response = error_response("internal error", 500, error_field, unread_body=unread_body)

@@ -44,7 +44,8 @@ async def read_body(receive, headers: dict) -> bytes:
         chunk, more = message.get("body", b""), message.get("more_body", False)
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body is more than the limit of {limit} bytes")
+            raise PayloadTooLarge(f"request body is more than the limit of {limit} bytes",
+                                  body_read=not more)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 

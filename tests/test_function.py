@@ -6,8 +6,10 @@ import shutil
 import threading
 
 import pytest
+from starlette.testclient import TestClient
 
 from iris_predict import settings
+from tests import oracle
 
 TUTORIAL = {"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}
 SETOSA = [5.1, 3.5, 1.4, 0.2]
@@ -33,16 +35,15 @@ def test_named_features_give_the_same_answer(client):
     assert client.post("/", json=named).json() == client.post("/", json=TUTORIAL).json()
 
 
-def test_batch_matches_single_answers_in_order(client):
+def test_batch_answers_each_row_in_order(client):
     rows = [VIRGINICA, SETOSA, {"sl": 7.0, "sw": 3.2, "pl": 4.7, "pw": 1.4}]
     body = client.post("/", json={"instances": rows}).json()
     assert body["predictions"] == [2, 0, 1]
     assert body["species"] == ["virginica", "setosa", "versicolor"]
     assert "probabilities" not in body and body["warnings"] == []
     asked = client.post("/", json={"instances": rows, "parameters": {"probabilities": True}})
-    singles = [client.post("/", json=dict(zip(("sl", "sw", "pl", "pw"), r)))
-               .json()["probabilities"] for r in (VIRGINICA, SETOSA, VERSICOLOR)]
-    assert asked.json()["probabilities"] == singles
+    assert oracle.close(asked.json()["probabilities"],
+                        oracle.probabilities([VIRGINICA, SETOSA, VERSICOLOR]))
 
 
 def test_batch_warnings_name_row_and_feature(client):
@@ -109,10 +110,31 @@ def test_json_with_charset_is_fine(client):
     assert reply.status_code == 200
 
 
-def test_body_over_the_limit_is_413_before_parsing(client, monkeypatch):
+def test_body_over_the_limit_is_413_before_it_is_read(app, monkeypatch):
+    """Content-Length alone decides: the body stream fails the test if read before the answer."""
     monkeypatch.setattr(settings, "MAX_BODY_BYTES", 100)
-    reply = client.post("/", content=b"{" * 101, headers={"Content-Type": "application/json"})
-    assert reply.status_code == 413 and "limit of 100" in reply.json()["error"]
+    early_reads = []
+
+    async def body_guarded(scope, receive, send):
+        answered = False
+
+        async def guarded_receive():
+            if scope["type"] == "http" and not answered:
+                early_reads.append(scope["path"])
+            return await receive()
+
+        async def watched_send(message):
+            nonlocal answered
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
+        await app(scope, guarded_receive, watched_send)
+
+    with TestClient(body_guarded, raise_server_exceptions=False) as client:
+        reply = client.post("/", content=b"{" * 101, headers={"Content-Type": "application/json"})
+    assert early_reads == [], "the body was read before the 413"
+    assert reply.status_code == 413
+    assert reply.json() == {"error": "request body is 101 bytes, more than the limit of 100"}
 
 
 def test_cors_any_origin_by_default(client):
