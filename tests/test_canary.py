@@ -115,7 +115,7 @@ class Step:
     start: int  # its requests are fake.requests[start:end]
     end: int
     shares: dict  # revision -> percent of the traffic, once it finished
-    answer: dict  # the function URL's probabilities for CLIENT_FLOWER, once it finished
+    answer: dict  # the function URL's answer for CLIENT_FLOWER, once it finished
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def story(servers, tmp_path_factory):
         (service,) = fake.services.values()
         answer = call(f"{fake.url}/fn/{NAME}", "POST", {"instances": [CLIENT_FLOWER],
                                                         "parameters": {"probabilities": True}},
-                      {"Authorization": f"Bearer {fake.id_token}"}).json()["probabilities"][0]
+                      {"Authorization": f"Bearer {fake.id_token}"}).json()
         steps[step] = Step(args, result, start, end, service.shares(), answer)
     yield fake, steps
     fake.stop()
@@ -183,8 +183,11 @@ def revisions(fake: FakeGoogleCloud) -> list[str]:
 
 
 def expected_answer(model: Path) -> dict:
+    """The function's answer for CLIENT_FLOWER, probabilities included, with this model."""
     classes = json.loads((ROOT / "model.json").read_text())["classes"]
-    return dict(zip(classes, probabilities(model, [CLIENT_FLOWER])[0].tolist()))
+    row = probabilities(model, [CLIENT_FLOWER])[0]
+    return {"predictions": [int(row.argmax())], "species": [classes[row.argmax()]],
+            "probabilities": [dict(zip(classes, row.tolist()))], "warnings": []}
 
 
 # --- The plan ------------------------------------------------------------------------------
