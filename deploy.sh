@@ -260,7 +260,8 @@ deploy_command=(gcloud functions deploy "$NAME" --gen2 "${where[@]}"
   --runtime="$RUNTIME" --source=. --entry-point=predict --trigger-http
   --memory="$MEMORY" --cpu="$CPU" --concurrency="$CONCURRENCY"
   --min-instances="$MIN_INSTANCES" --max-instances="$MAX_INSTANCES" --timeout="$TIMEOUT"
-  --set-env-vars="$env_vars" --quiet '--format=csv[no-heading](serviceConfig.uri,serviceConfig.revision)')
+  --set-env-vars="$env_vars" --quiet
+  '--format=csv[no-heading](serviceConfig.uri,serviceConfig.revision)')
 # Said either way, so a redeploy also takes allUsers away from a function that was public.
 access=private
 if $PUBLIC; then
@@ -273,7 +274,8 @@ fi
 # Deploys with the extra arguments given; sets url and revision (the new one).
 deploy_revision() {
   local reported
-  reported="$(run "${deploy_command[@]}" "$@")" || die "gcloud functions deploy failed (its message is above)"
+  reported="$(run "${deploy_command[@]}" "$@")" ||
+    die "gcloud functions deploy failed (its message is above)"
   url="" revision=""
   if $DRY_RUN; then
     url=FUNCTION_URL revision=NEW_REVISION
@@ -310,7 +312,8 @@ call() {
 check_metadata() {
   local metadata
   metadata="$(call "$1")" || die "smoke test: GET $1 failed: $metadata"
-  [[ "$metadata" == *'"classes"'* ]] || die "smoke test: GET $1 answered no model metadata: $metadata"
+  [[ "$metadata" == *'"classes"'* ]] ||
+    die "smoke test: GET $1 answered no model metadata: $metadata"
 }
 
 post() {
@@ -443,7 +446,8 @@ rollback() {
   step "Reading the revision that served before the last deploy (label $ROLLBACK_LABEL)"
   local target
   target="$(run gcloud functions describe "$NAME" "${where[@]}" \
-    "--format=value(labels.$ROLLBACK_LABEL)")" || die "could not read $NAME (gcloud's message is above)"
+    "--format=value(labels.$ROLLBACK_LABEL)")" ||
+    die "could not read $NAME (gcloud's message is above)"
   if $DRY_RUN; then
     target=ROLLBACK_REVISION
   fi

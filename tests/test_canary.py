@@ -110,7 +110,6 @@ def call_names(fake: FakeGoogleCloud, start: int, end: int) -> list[str]:
 
 @dataclass
 class Step:
-    args: list
     result: object  # the finished ./deploy.sh
     start: int  # its requests are fake.requests[start:end]
     end: int
@@ -171,7 +170,7 @@ def story(servers, tmp_path_factory):
         answer = call(f"{fake.url}/fn/{NAME}", "POST", {"instances": [CLIENT_FLOWER],
                                                         "parameters": {"probabilities": True}},
                       {"Authorization": f"Bearer {fake.id_token}"}).json()
-        steps[step] = Step(args, result, start, end, service.shares(), answer)
+        steps[step] = Step(result, start, end, service.shares(), answer)
     yield fake, steps
     fake.stop()
 
@@ -350,8 +349,8 @@ def test_canary_that_cannot_answer_moves_no_traffic(story):
     fake, steps = story
     failed = steps["canary with no model"]
     assert failed.result.returncode == 1
-    assert (f"GET {fake.url}/fn/candidate---{NAME} answered: "
-            '{"error":"the model is unavailable; see the function\'s logs"}') in failed.result.stderr
+    unavailable = '{"error":"the model is unavailable; see the function\'s logs"}'
+    assert f"GET {fake.url}/fn/candidate---{NAME} answered: {unavailable}" in failed.result.stderr
     # It stopped at the first smoke-test call, which curl tried 4 times (--retry 3: a 503 may
     # pass).
     smoke_test = [c for c in call_names(fake, failed.start, failed.end) if " /fn/" in c]
