@@ -47,7 +47,7 @@ def parse(payload) -> Batch:
         raise InvalidRequest(f"the body must have exactly one of the fields "
                              f"{', '.join(FORMATS)}; found {', '.join(found) or 'none of them'}")
     parsing.only_keys(payload, (*found, PARAMS), "request body")
-    if payload.get(PARAMS) not in (None, {}):
+    if payload.get(PARAMS, {}) != {}:
         raise InvalidRequest(f"{PARAMS} must be empty: this model takes no parameters")
     key = found[0]
     X, _ = parsing.matrix(ROWS[key](payload[key], key), key)
@@ -64,11 +64,14 @@ def _split(frame, where: str) -> list:
     if not isinstance(frame, dict):
         raise InvalidRequest(f"{where} must be an object with columns and data, got {kind(frame)}")
     parsing.only_keys(frame, ("columns", "data", "index"), where)
-    columns, data = frame.get("columns"), frame.get("data")
+    data, index = frame.get("data"), frame.get("index", [])
     if not isinstance(data, list):
         raise InvalidRequest(f"{where}.data must be an array of rows, got {kind(data)}")
-    if columns is None:  # no names: the columns are in model.json's order
+    if not isinstance(index, list):
+        raise InvalidRequest(f"{where}.index must be an array, got {kind(index)}")
+    if "columns" not in frame:  # no names: the columns are in model.json's order
         return data
+    columns = frame["columns"]
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) \
             or len(set(columns)) != len(columns):
         raise InvalidRequest(f"{where}.columns must be an array of distinct feature names, "

@@ -129,7 +129,7 @@ def _tensor(tensor, binary: bytes) -> np.ndarray:
             raise InvalidRequest(f"{where} is missing {field}")
     if not isinstance(tensor["name"], str):
         raise InvalidRequest(f"{where}.name must be a string, got {kind(tensor['name'])}")
-    datatype = DATATYPES.get(tensor["datatype"])
+    datatype = DATATYPES.get(tensor["datatype"]) if isinstance(tensor["datatype"], str) else None
     if datatype is None:
         raise InvalidRequest(f"{where}.datatype must be FP32 or FP64, got {show(tensor['datatype'])}")
     shape = tensor["shape"]
