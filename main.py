@@ -27,7 +27,7 @@ from iris_predict.batch import Batch, Kind
 from iris_predict.errors import MethodNotAllowed, ModelUnavailable, NotFound, RequestError
 from iris_predict.features import ALIASES, NAMES
 from iris_predict.responses import error_response, json_response, preflight_response
-from iris_predict.routes import BIGQUERY, CSV, MLFLOW, NATIVE, V2, Route, find
+from iris_predict.routes import BIGQUERY, CSV, MLFLOW, NATIVE, ROUTES, V2, Route, find
 
 logs.setup()
 # Batches of this many rows or more are answered on a worker thread, so that they do
@@ -45,13 +45,14 @@ ERROR_BODIES = {BIGQUERY: lambda message, status: {"errorMessage": message},  # 
 async def predict(request: Request) -> Response:
     """Every path and method: routes.py says which protocol answers, and how.
 
-    POST: decode -> parse -> answer -> respond. GET: metadata and health.
-    OPTIONS: CORS preflight.
+    POST: decode -> parse (each protocol its own) -> answer -> respond. GET: metadata
+    and health. OPTIONS: CORS preflight.
     """
     started = time.perf_counter()
     method = request.method
     headers = dict(request.headers.items())  # one pass: Headers.get scans them every time
-    route = find(request.scope["path"])
+    path = request.scope["path"]
+    route = ROUTES.get(path) or find(path)  # the tutorial's "/" costs one dict lookup
     protocol = route.protocol  # a POST to "/" may turn out to be BigQuery's, or CSV
     rows = failure = None
     reason = ""
@@ -63,12 +64,27 @@ async def predict(request: Request) -> Response:
             media = decoding.media_type(headers)
             body = await decoding.read_body(request.receive, headers, media, BODY_TYPES[protocol])
             unread_body = False
-            payload = _decode(protocol, media, body, headers)
-            protocol = _protocol(protocol, media, payload)
-            batch = _parse(protocol, payload, route, request.scope["query_string"], headers)
+            if protocol == NATIVE:  # "/": this function's own JSON, a BigQuery call, or CSV
+                if media == decoding.CSV:
+                    protocol, payload = CSV, body
+                else:
+                    payload = decoding.decode(body)
+                    if type(payload) is dict and "calls" in payload:
+                        protocol = BIGQUERY
+                query = request.scope["query_string"]
+                explain = parsing.query(query) if query else False  # ?explain=true
+                batch = csv_format.parse(payload, explain) if protocol == CSV \
+                    else parsing.parse(payload, explain)
+                if batch.kind is Kind.INSTANCES and csv_format.accepted(headers):
+                    batch.table = batch.probabilities = True  # a column per species
+            elif protocol == V2:
+                batch = open_inference.parse(open_inference.decode(body, headers), route)
+            else:  # MLflow's JSON, or a CSV table
+                batch = mlflow_scoring.parse(body if media == decoding.CSV
+                                             else decoding.decode(body))
             rows = batch.rows
             served = await model.ready()
-            response = _respond(protocol, batch, await _answer(batch, served), served)
+            response = _respond(protocol, batch, await _answer(protocol, batch, served), served)
         elif method in route.methods:  # GET or HEAD
             response = await GETS[protocol](route)
         elif method == "OPTIONS":
@@ -96,40 +112,9 @@ async def predict(request: Request) -> Response:
     return response
 
 
-def _decode(protocol: str, media: str, body: bytes, headers: dict):
-    """The body's content: a JSON value, CSV bytes (parsed as a table), or V2's header and tensors."""
-    if media == decoding.CSV:
-        return body
-    if protocol == V2:
-        return open_inference.decode(body, headers)
-    return decoding.decode(body)
-
-
-def _protocol(route_protocol: str, media: str, payload) -> str:
-    """Who is asking: on "/", a CSV table or a BigQuery call is not this function's own JSON."""
-    if route_protocol != NATIVE:
-        return route_protocol
-    if media == decoding.CSV:
-        return CSV
-    return BIGQUERY if type(payload) is dict and "calls" in payload else NATIVE
-
-
-def _parse(protocol: str, payload, route: Route, query: bytes, headers: dict) -> Batch:
-    """The request, validated into a Batch by its protocol's parser."""
-    if protocol == V2:
-        return open_inference.parse(payload, route)
-    if protocol == MLFLOW:
-        return mlflow_scoring.parse(payload)
-    explain = parsing.query(query) if query else False  # ?explain=true
-    batch = csv_format.parse(payload, explain) if protocol == CSV else parsing.parse(payload, explain)
-    if batch.kind is Kind.INSTANCES and csv_format.accepted(headers):
-        batch.table = batch.probabilities = True  # the CSV answer has a column per species
-    return batch
-
-
-async def _answer(batch: Batch, served: model.Model):
+async def _answer(protocol: str, batch: Batch, served: model.Model):
     """The protocol's answer, on a worker thread for batches big enough to hold up others."""
-    shape = ANSWERS.get(batch.kind, answer)
+    shape = ANSWERS.get(protocol, answer)
     if len(batch.X) >= THREAD_ROWS:
         return await asyncio.to_thread(shape, batch, served)
     return shape(batch, served)
@@ -152,7 +137,7 @@ async def _metadata(route: Route) -> Response:
     return json_response(describe(await model.ready()))
 
 
-ANSWERS = {Kind.INFER: open_inference.answer, Kind.INVOCATIONS: mlflow_scoring.answer}
+ANSWERS = {V2: open_inference.answer, MLFLOW: mlflow_scoring.answer}
 GETS = {NATIVE: _metadata, V2: open_inference.get, MLFLOW: mlflow_scoring.get}
 
 

@@ -39,20 +39,17 @@ def answer(batch: Batch, model: Model) -> dict:
 
 def explain(model: Model, X: np.ndarray, labels) -> list:
     """One {feature: contribution} per row: Model.explain, rounded like probabilities."""
-    return [dict(zip(NAMES, row)) for row in _rounded(model.explain(X, labels)).tolist()]
+    contributions = np.round(model.explain(X, labels), PROBABILITY_DIGITS)
+    return [dict(zip(NAMES, row)) for row in contributions.tolist()]
 
 
 def _probabilities(model: Model, proba: np.ndarray) -> list:
+    # np.round(proba, PROBABILITY_DIGITS), in place: it is these three steps, minus its overhead.
+    proba *= ROUNDING
+    np.rint(proba, out=proba)
+    proba /= ROUNDING
     classes = model.classes
-    return [dict(zip(classes, row)) for row in _rounded(proba).tolist()]
-
-
-def _rounded(values: np.ndarray) -> np.ndarray:
-    # np.round(values, PROBABILITY_DIGITS), in place: it is these three steps, minus its overhead.
-    values *= ROUNDING
-    np.rint(values, out=values)
-    values /= ROUNDING
-    return values
+    return [dict(zip(classes, row)) for row in proba.tolist()]
 
 
 def _warnings(model: Model, X: np.ndarray) -> list:
