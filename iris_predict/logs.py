@@ -4,7 +4,7 @@ Cloud Run ships each line a function prints to Cloud Logging and reads a JSON
 line's `severity`, `message`, `httpRequest` and `logging.googleapis.com/trace`
 fields into the log entry itself, so lines can be filtered by severity and
 grouped under the request they belong to. Request lines carry the method,
-status, latency, sizes, row count and the protocol spoken (routes.py), never the body, the feature values or
+status, latency, sizes, row count and protocol (routes.py), never the body, the feature values or
 an error message that quotes them: measurements a client sends are its data,
 not ours to keep.
 

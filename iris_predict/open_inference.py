@@ -131,7 +131,8 @@ def _tensor(tensor, binary: bytes) -> np.ndarray:
         raise InvalidRequest(f"{where}.name must be a string, got {kind(tensor['name'])}")
     datatype = DATATYPES.get(tensor["datatype"]) if isinstance(tensor["datatype"], str) else None
     if datatype is None:
-        raise InvalidRequest(f"{where}.datatype must be FP32 or FP64, got {show(tensor['datatype'])}")
+        raise InvalidRequest(
+            f"{where}.datatype must be FP32 or FP64, got {show(tensor['datatype'])}")
     shape = tensor["shape"]
     if (not isinstance(shape, list) or len(shape) != 2 or shape[1] != WIDTH
             or type(shape[0]) is not int or shape[0] < 1):

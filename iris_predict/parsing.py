@@ -67,9 +67,8 @@ def _parse_instances(payload: dict, explain: bool) -> Batch:
     if not isinstance(parameters, dict):
         raise InvalidRequest(f"parameters must be an object, got {kind(parameters)}")
     only_keys(parameters, PARAMETERS, "parameters")
-    probabilities, explain = (_boolean(parameters, name, default)
-                              for name, default in zip(PARAMETERS, (False, explain)))
-    return Batch(Kind.INSTANCES, X, probabilities=probabilities, explain=explain)
+    return Batch(Kind.INSTANCES, X, probabilities=_boolean(parameters, "probabilities", False),
+                 explain=_boolean(parameters, "explain", explain))
 
 
 def _boolean(parameters: dict, name: str, default: bool) -> bool:

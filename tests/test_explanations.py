@@ -1,4 +1,4 @@
-"""Explanations: each feature's share of the predicted class's score, against scikit-learn and NumPy.
+"""Explanations: each feature's share of the predicted class's score, against scikit-learn.
 
 The oracle is computed here from what scikit-learn fitted (coef_, decision_function)
 and the training data's mean (sklearn.datasets.load_iris), never from the function.
@@ -75,9 +75,12 @@ def test_a_csv_table_explains_with_the_query(live, estimator):
                                rtol=0, atol=ROUNDING)
 
 
+FLOWER = {"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}
+
+
 @pytest.mark.parametrize("path, body, message", [
-    ("/?explain=yes", {"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}, "explain must be true or false"),
-    ("/?why=true", {"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}, "unknown query parameter"),
+    ("/?explain=yes", FLOWER, "explain must be true or false"),
+    ("/?why=true", FLOWER, "unknown query parameter"),
     ("/", {"instances": [[5.1, 3.5, 1.4, 0.2]], "parameters": {"explain": "yes"}},
      "parameters.explain must be true or false"),
     ("/?explain=true", {"calls": [[5.1, 3.5, 1.4, 0.2]]}, "not available to BigQuery calls"),

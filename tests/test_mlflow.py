@@ -33,10 +33,14 @@ def invoke(live, body):
     return live.call("POST", json.dumps(body), JSON, path="/invocations")
 
 
+def split(df: pd.DataFrame) -> dict:
+    return {"dataframe_split": df.to_dict(orient="split")}
+
+
 BODIES = {
     # name: (columns, body built from a DataFrame as MLflow's docs build it)
-    "dataframe_split, long names": (LONG, lambda df: {"dataframe_split": df.to_dict(orient="split")}),
-    "dataframe_split, short names": (SHORT, lambda df: {"dataframe_split": df.to_dict(orient="split")}),
+    "dataframe_split, long names": (LONG, split),
+    "dataframe_split, short names": (SHORT, split),
     "dataframe_records": (LONG, lambda df: {"dataframe_records": df.to_dict(orient="records")}),
     "instances as records": (SHORT, lambda df: {"instances": df.to_dict(orient="records")}),
     "instances as rows": (LONG, lambda df: {"instances": df.to_numpy().tolist()}),
@@ -84,7 +88,8 @@ def test_not_exactly_one_format_is_a_400_that_says_which(live, body, found):
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"dataframe_records": [{"sl": 5.1, "sw": 3.5, "pl": 1.4}]}, "dataframe_records[0] is missing pw"),
+    ({"dataframe_records": [{"sl": 5.1, "sw": 3.5, "pl": 1.4}]},
+     "dataframe_records[0] is missing pw"),
     ({"dataframe_split": {"columns": ["sl", "sw", "pl", "x"], "data": [[1, 2, 3, 4]]}},
      'unknown field "x"'),
     ({"dataframe_split": {"columns": LONG, "data": [[1, 2, 3]]}},
