@@ -48,6 +48,12 @@ class UnsupportedMediaType(RequestError):
     status = 415
 
 
+class ModelLoading(RequestError):
+    """The model is still loading: a readiness probe's "not yet", safe to show as it is."""
+
+    status = 503
+
+
 class ModelUnavailable(RequestError):
     """The model cannot be served. The message says why, for the logs; clients see
     CLIENT_MESSAGE, since the cause names files and versions of the deployment."""

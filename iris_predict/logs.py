@@ -4,7 +4,7 @@ Cloud Run ships each line a function prints to Cloud Logging and reads a JSON
 line's `severity`, `message`, `httpRequest` and `logging.googleapis.com/trace`
 fields into the log entry itself, so lines can be filtered by severity and
 grouped under the request they belong to. Request lines carry the method,
-status, latency, sizes and row count, never the body, the feature values or
+status, latency, sizes, row count and protocol (routes.py), never the body, the feature values or
 an error message that quotes them: measurements a client sends are its data,
 not ours to keep. Only where the owner sets PREDICTION_LOG_SAMPLE above 0 are
 some answered rows logged, each on a line of its own under a label that a log
@@ -74,8 +74,8 @@ def setup(stream=sys.stdout, level: int = logging.INFO):
         _write = lambda line: os.write(fd, line)  # noqa: E731
 
 
-def request(method: str, status: int, started: float, rows: int | None = None,
-            reason: str = "", request_bytes: str | None = None,
+def request(method: str, status: int, started: float, protocol: str,
+            rows: int | None = None, reason: str = "", request_bytes: str | None = None,
             response_bytes: int | None = None,
             trace_header: str | None = None, exc_info=None):
     """Log one answered request; `started` is its time.perf_counter() at arrival."""
@@ -91,7 +91,7 @@ def request(method: str, status: int, started: float, rows: int | None = None,
     if exc_info:  # Error Reporting reads the stack trace from the message
         message += "\n" + logging.Formatter().formatException(exc_info)
     entry = {"severity": severity, "message": message, "logger": REQUESTS_LOGGER,
-             "httpRequest": http}
+             "httpRequest": http, "protocol": protocol}
     if rows is not None:
         entry["rows"] = rows
     trace = _trace(trace_header)

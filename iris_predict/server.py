@@ -12,8 +12,9 @@ master, before it forks the worker.
   forever for headers that never end, so slowloris clients could hold
   connections open indefinitely.
 - The requests the framework would refuse itself (its 404 for /favicon.ico and
-  /robots.txt, its plain-text 405 for methods outside its route list) go to the
-  handler instead, to be answered in JSON and logged like every other; bytes
+  /robots.txt and for paths with a newline, which its route pattern cannot match,
+  its plain-text 405 for methods outside its route list) go to the handler
+  instead, to be answered in JSON and logged like every other; bytes
   that are not HTTP get a JSON 400 too, instead of uvicorn's plain text.
 - Shutdown finishes requests in flight, within Cloud Run's 10 s after SIGTERM.
 """
@@ -56,7 +57,8 @@ class Protocol(HttpToolsProtocol):
         self._header_deadline = None
 
     async def _route(self, scope, receive, send):
-        if scope["method"] in FRAMEWORK_METHODS and scope["path"] not in NOT_FOUND:
+        path = scope["path"]
+        if scope["method"] in FRAMEWORK_METHODS and path not in NOT_FOUND and "\n" not in path:
             await self._framework_app(scope, receive, send)
         else:
             response = await self.handler(Request(scope, receive))

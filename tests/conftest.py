@@ -34,6 +34,7 @@ def fresh_model(monkeypatch):
     monkeypatch.setattr(model, "_model", None)
     monkeypatch.setattr(model, "_error", None)
     monkeypatch.setattr(model, "loads", 0)
+    monkeypatch.setattr(model, "_preloading", False)
     return model
 
 

@@ -44,7 +44,8 @@ def call(url: str, method: str = "GET", body=None, headers: dict | None = None,
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        conn.request(method, parts.path or "/", body=body, headers=headers)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, target, body=body, headers=headers)
         response = conn.getresponse()
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()},
                      response.read())

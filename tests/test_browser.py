@@ -197,3 +197,52 @@ def test_the_page_works_opened_as_a_file(page, live):
     fill(page, SETOSA)
     page.get_by_role("button", name="Predict species").click()
     expect(page.locator("#species")).to_have_text("setosa")
+
+
+# A virginica whose measurements pull both ways: its sepals away from virginica, its petals towards.
+WHY_FLOWER = {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}
+
+
+def test_why_shows_one_signed_bar_per_measurement(page, site, shop):
+    """Signs and lengths from scikit-learn: coef_[k, j] * (x_j - mean_j), the mean of load_iris."""
+    import joblib
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    estimator = joblib.load(ROOT / "model.joblib")
+    x = np.array([list(WHY_FLOWER.values())])
+    k = estimator.predict(x)[0]
+    contributions = (estimator.coef_[k] * (x - load_iris().data.mean(axis=0)))[0]
+    assert (contributions < 0).any() and (contributions > 0).any()  # the flower shows both
+
+    open_page(page, site, shop.url)
+    fill(page, WHY_FLOWER)
+    page.get_by_role("button", name="Predict species").click()
+    species = load_iris().target_names[k]
+    expect(page.locator("#species")).to_have_text(species)
+    expect(page.locator("#why-title")).to_have_text(f"Why {species}: each measurement's pull")
+    rows = page.get_by_role("list", name=f"Why {species}: each measurement's pull") \
+        .get_by_role("listitem")
+    expect(rows).to_have_count(len(WHY_FLOWER))
+    widths = []
+    for row, name, c in zip(rows.all(), WHY_FLOWER, contributions):
+        expect(row.locator(".why-name")).to_have_text(name.replace("_", " ").capitalize())
+        direction = "towards" if c > 0 else "away from"
+        sign = "+" if c > 0 else "\u2212"
+        # What a screen reader says: the signed value and which way it pulls.
+        expect(row.locator(".why-value")).to_have_text(f"{sign}{abs(c):.2f} {direction} {species}")
+        expect(row).to_have_class("why-bar toward" if c > 0 else "why-bar away")
+        fill_box = row.locator(".why-fill").bounding_box()
+        centre = row.locator(".why-track").bounding_box()
+        middle = centre["x"] + centre["width"] / 2
+        if c > 0:  # drawn from the centre line rightwards, or leftwards
+            assert fill_box["x"] == pytest.approx(middle, abs=1)
+        else:
+            assert fill_box["x"] + fill_box["width"] == pytest.approx(middle, abs=1)
+        widths.append(fill_box["width"])
+    # Lengths in proportion to |contribution|, the longest reaching the track's edge;
+    # 0.02 of the longest is a few pixels of layout rounding on a bar ~200 px long.
+    assert max(widths) == pytest.approx(centre["width"] / 2, abs=1)
+    np.testing.assert_allclose(np.array(widths) / max(widths),
+                               np.abs(contributions) / np.abs(contributions).max(), atol=0.02)
+    screenshot(page, "why")

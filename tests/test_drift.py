@@ -131,7 +131,7 @@ def test_a_sample_line_carries_class_species_and_probabilities(sent, shifted):
 def test_request_lines_stay_free_of_measurements(shifted):
     _, lines = shifted
     requests = by_logger(lines, "iris_predict.requests")
-    allowed = {"severity", "message", "logger", "httpRequest", "rows",
+    allowed = {"severity", "message", "logger", "httpRequest", "protocol", "rows",
                "logging.googleapis.com/trace"}
     assert requests and all(set(line) <= allowed for line in requests)
 

@@ -221,3 +221,44 @@ def test_unloadable_model_is_503_and_logged_once(case, client, fresh_model, tmp_
     logged = [r.getMessage() for r in caplog.records if "model unavailable" in r.getMessage()]
     assert len(logged) == 1 and cause in logged[0]
     assert fresh_model.loads == 1
+
+
+ROUTES = [
+    # (path, methods it answers, the field its refusals carry)
+    ("/", "GET, POST, OPTIONS", "error"),
+    ("/v2", "GET, OPTIONS", "error"),
+    ("/v2/health/live", "GET, OPTIONS", "error"),
+    ("/v2/health/ready", "GET, OPTIONS", "error"),
+    ("/v2/models/iris", "GET, OPTIONS", "error"),
+    ("/v2/models/iris/versions/1c442e9f6416/ready", "GET, OPTIONS", "error"),
+    ("/v2/models/iris/infer", "POST, OPTIONS", "error"),
+    ("/invocations", "POST, OPTIONS", "error_code"),
+    ("/ping", "GET, OPTIONS", "error_code"),
+    ("/version", "GET, OPTIONS", "error_code"),
+]
+
+
+@pytest.mark.parametrize("path, allow, field", ROUTES)
+def test_each_path_says_which_methods_it_answers(client, path, allow, field):
+    reply = client.request("PATCH", path)
+    assert reply.status_code == 405 and reply.headers["Allow"] == allow
+    assert field in reply.json()
+    preflight = client.options(path, headers={"Origin": "https://shop.example",
+                                              "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Methods"] == allow
+
+
+@pytest.mark.parametrize("path", ["/predict", "/v1/models/iris:predict", "/v2/models",
+                                  "/v2/models/iris/explain", "/index.html", "/ping/"])
+def test_other_paths_are_404_and_say_what_is_there(client, path):
+    for method in ("GET", "POST"):
+        reply = client.request(method, path, json=TUTORIAL)
+        assert reply.status_code == 404
+        assert "/v2/..." in reply.json()["error"] and "/invocations" in reply.json()["error"]
+
+
+def test_the_tutorials_path_is_unchanged(client):
+    """"/" is still this function's own API, whatever else it now answers."""
+    assert client.post("/", json=TUTORIAL).json()["prediction"] == [0]
+    assert client.get("/").json()["classes"] == ["setosa", "versicolor", "virginica"]
