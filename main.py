@@ -64,24 +64,8 @@ async def predict(request: Request) -> Response:
             media = decoding.media_type(headers)
             body = await decoding.read_body(request.receive, headers, media, BODY_TYPES[protocol])
             unread_body = False
-            if protocol == NATIVE:  # "/": this function's own JSON, a BigQuery call, or CSV
-                if media == decoding.CSV:
-                    protocol, payload = CSV, body
-                else:
-                    payload = decoding.decode(body)
-                    if type(payload) is dict and "calls" in payload:
-                        protocol = BIGQUERY
-                query = request.scope["query_string"]
-                explain = parsing.query(query) if query else False  # ?explain=true
-                batch = csv_format.parse(payload, explain) if protocol == CSV \
-                    else parsing.parse(payload, explain)
-                if batch.kind is Kind.INSTANCES and csv_format.accepted(headers):
-                    batch.table = batch.probabilities = True  # a column per species
-            elif protocol == V2:
-                batch = open_inference.parse(open_inference.decode(body, headers), route)
-            else:  # MLflow's JSON, or a CSV table
-                batch = mlflow_scoring.parse(body if media == decoding.CSV
-                                             else decoding.decode(body))
+            protocol, payload = _decode(protocol, media, body, headers)
+            batch = _parse(protocol, payload, route, request.scope["query_string"], headers)
             rows = batch.rows
             served = await model.ready()
             response = _respond(protocol, batch, await _answer(protocol, batch, served), served)
@@ -111,6 +95,33 @@ async def predict(request: Request) -> Response:
                  headers.get("content-length"), len(response.body),
                  headers.get("x-cloud-trace-context"), failure)
     return response
+
+
+def _decode(protocol: str, media: str, body: bytes, headers: dict) -> tuple:
+    """The body's values, and the protocol they turn out to speak: "/" takes this
+    function's own JSON, a BigQuery call or a CSV table."""
+    if protocol == V2:
+        return protocol, open_inference.decode(body, headers)
+    if media == decoding.CSV:  # the table's bytes: the protocol's parser reads its lines
+        return (CSV if protocol == NATIVE else protocol), body
+    payload = decoding.decode(body)
+    if protocol == NATIVE and type(payload) is dict and "calls" in payload:
+        return BIGQUERY, payload
+    return protocol, payload
+
+
+def _parse(protocol: str, payload, route: Route, query: bytes, headers: dict) -> Batch:
+    """The request as the protocol states it, validated into a Batch."""
+    if protocol == V2:
+        return open_inference.parse(payload, route)
+    if protocol == MLFLOW:
+        return mlflow_scoring.parse(payload)
+    explain = parsing.query(query) if query else False  # ?explain=true
+    batch = csv_format.parse(payload, explain) if protocol == CSV \
+        else parsing.parse(payload, explain)
+    if batch.kind is Kind.INSTANCES and csv_format.accepted(headers):
+        batch.table = batch.probabilities = True  # answered as a table: a column per species
+    return batch
 
 
 async def _answer(protocol: str, batch: Batch, served: model.Model):
