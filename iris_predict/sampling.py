@@ -15,7 +15,9 @@ from iris_predict.answers import PROBABILITY_DIGITS
 from iris_predict.batch import Batch
 
 RATE = settings.PREDICTION_LOG_SAMPLE
-_rng = np.random.default_rng()  # PCG64, seeded from the operating system
+# PCG64, seeded from the operating system; only made when sampling is on, since
+# numpy.random costs every instance's cold start ~5 ms to import.
+_rng = np.random.default_rng() if RATE else None
 
 
 def log(batch: Batch, trace_header: str | None = None):
@@ -38,4 +40,5 @@ def _reseed():
     _rng = np.random.default_rng()
 
 
-os.register_at_fork(after_in_child=_reseed)
+if RATE:
+    os.register_at_fork(after_in_child=_reseed)
