@@ -2,7 +2,7 @@ import functions_framework
 import pytest
 from starlette.testclient import TestClient
 
-from tests.server import ROOT, FunctionServer
+from harness import ROOT, FunctionServer
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_gcp import FakeGoogleCloud
-from tests.server import ROOT, FunctionServer, call
+from harness import ROOT, FunctionServer, call
 
 PROJECT = "iris-rehearsal"
 TUTORIAL = {"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}

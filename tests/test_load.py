@@ -12,7 +12,7 @@ from iris_predict import model
 from iris_predict.answers import answer
 from iris_predict.features import ALIASES, NAMES
 from iris_predict.parsing import parse
-from tests.server import FunctionServer, children, rss_kib
+from harness import FunctionServer, children, rss_kib
 
 CONNECTIONS = 64
 WARM_UP = 1_000

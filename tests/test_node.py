@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.server import ROOT, free_port
+from harness import ROOT, free_port
 
 NODE_DIR = ROOT / "examples" / "node"
 FLOWERS = [  # (sl, sw, pl, pw): one textbook flower per species, and one out of range

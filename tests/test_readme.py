@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from tests.server import ROOT
+from harness import ROOT
 
 README = ROOT / "README.md"
 SERVE_URL = "http://localhost:8080"

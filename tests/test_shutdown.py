@@ -6,7 +6,7 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.server import FunctionServer
+from harness import FunctionServer
 
 IN_FLIGHT = 8
 EXIT_WITHIN_S = 10  # Cloud Run kills the instance 10 s after SIGTERM
