@@ -60,10 +60,11 @@ def call(url: str, method: str = "GET", body=None, headers: dict | None = None,
 class Server:
     """Any server command on a free loopback port, as a context manager.
 
-    `command` is a function of the port (or None, for a subclass that sets self.command). The server runs in a session of its own, so
-    that leaving stops everything it started, however it forks (gunicorn's workers,
-    a peer's worker processes). With `wait=False`, entering returns at once and the
-    caller decides what "ready" means (the benchmark times it).
+    `command` is a function of the port (or None: a subclass sets self.command). The
+    server runs in a session of its own, so that leaving stops everything it started,
+    however it forks (gunicorn's workers, a peer's worker processes). With
+    `wait=False`, entering returns at once and the caller decides what "ready" means
+    (the benchmark times it).
     """
 
     def __init__(self, command=None, env: dict | None = None, cwd: Path = ROOT,
@@ -91,7 +92,8 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.output()}")
+                raise RuntimeError(
+                    f"server exited with {self.process.returncode}:\n{self.output()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return

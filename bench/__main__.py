@@ -34,9 +34,9 @@ COLD = (FUNCTION, FLASK_HELLO, ASGI_HELLO, TUTORIAL, LAZY)
 WARM = (FUNCTION, FLASK_HELLO, ASGI_HELLO, *STACK_VARIANTS, TUTORIAL, LAZY)
 FULL = {"cold_runs": 5, "warm_seconds": 2, "warm_rounds": 5, "connections": 8,
         "batch_rows": (1, 100, 1000, 10000), "batch_seconds": 1, "batch_rounds": 3,
-        "stall_connections": (2, 8), "stall_seconds": 3, "stall_rounds": 3,
+        "stall_connections": (2, 8), "stall_seconds": 2, "stall_rounds": 5,
         "concurrency": (1, 2, 4, 8, 16, 32, 64), "concurrency_seconds": 2,
-        "concurrency_rounds": 2, "mix_rows": 1000, "mix_every": 100,
+        "concurrency_rounds": 3, "mix_rows": 1000, "mix_every": 100,
         "big_rows": 10000, "inprocess_seconds": 1.0}
 QUICK = {**FULL, "cold_runs": 1, "warm_seconds": 1, "warm_rounds": 1,
          "batch_rows": (1, 1000), "batch_rounds": 1, "stall_connections": (2,),
@@ -72,7 +72,7 @@ class Bench:
 
     def drop(self, name: str, why: str):
         """A peer that cannot run here: say why, and go on without it."""
-        print(f"bench: {name} left out: {why}", file=sys.stderr, flush=True)
+        say(f"{name} left out: {why}")
         self.unavailable[name] = why
         if name in self.peers:
             self.peers.remove(name)
@@ -230,7 +230,10 @@ def run(bench: Bench) -> dict:
     config = bench.config
     results = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
                "machine": machine(), "load_tool": load.tool()}
+    say(f"cold starts: {config['cold_runs']} rounds")
     results["cold_start"] = cold_starts(bench)
+    say(f"warm load: {config['warm_rounds']} rounds of {config['warm_seconds']} s per server; "
+        "then batches")
     with contextlib.ExitStack() as stack:
         servers = {}
         for name in list(WARM) + bench.peers:
@@ -243,14 +246,23 @@ def run(bench: Bench) -> dict:
         results["batch"] = batches(bench, servers)
         results["peak_rss_mib"] = {name: servers[name].peak_rss_mib()
                                    for name in (FUNCTION, FLASK_HELLO, ASGI_HELLO)}
+    say("one-flower latency under 10,000-row batches")
     results["stall"] = stall(bench)
+    say("concurrency, the server on one CPU")
     results["concurrency"] = concurrency(bench)
-    results["inprocess"] = inprocess.measure(config["inprocess_seconds"])
+    say("in-process stages")
+    results["inprocess"] = inprocess.measure_in(bench.bins["project"],
+                                                config["inprocess_seconds"])
     results["unavailable"] = bench.unavailable
     results["versions"] = {venv: venvs.versions(venv) for venv, found in bench.bins.items()
                            if not isinstance(found, venvs.Unavailable) and venv != "project"}
     results["seconds"] = time.perf_counter() - started
     return results
+
+
+def say(text: str):
+    """Progress, on stderr: a full run takes minutes."""
+    print(f"bench: {text}", file=sys.stderr, flush=True)
 
 
 def machine() -> dict:

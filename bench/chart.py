@@ -33,8 +33,8 @@ def draw(r: dict) -> str:
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
            f"viewBox='0 0 {width} {height}' {FONT} font-size='12'>",
            f"<rect width='{width}' height='{height}' fill='white'/>",
-           f"<text x='8' y='20' font-size='15' font-weight='bold'>iris-predict beside its "
-           f"references and peers: one run of make bench</text>",
+           "<text x='8' y='20' font-size='15' font-weight='bold'>iris-predict beside its "
+           "references and peers: one run of make bench</text>",
            f"<text x='8' y='38' fill='#5f6368'>{conns} connections, one worker each; "
            f"medians of interleaved rounds; {escape(r['machine']['cpu'])}, "
            f"{r['machine']['cpus']} CPUs</text>"]

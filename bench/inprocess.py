@@ -4,13 +4,21 @@ The whole request runs through functions-framework's ASGI app, as uvicorn
 would call it; the stages are timed by calling the modules the handler calls,
 in its order. Also: the JSON libraries side by side, and where the time of a
 10,000-row batch goes (which parts run on the event loop, which on a thread).
+
+Run as `python -m bench.inprocess SECONDS` in a fresh process of the project
+venv: each figure includes its share of Python's garbage collections, whose
+cost grows with every object the process holds, so the process holds what the
+serving worker holds (scikit-learn is imported last, for its comparison only).
 """
 
 import asyncio
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import functions_framework
 import joblib
@@ -104,11 +112,11 @@ def measure(seconds: float) -> dict:
         "decode_us": timed["decode"], "parse_us": timed["parse"],
         "predict_us": timed["predict"], "shape_us": timed["answer"] - timed["predict"],
         "encode_us": timed["respond"] - timed["answer"], "log_us": timed["log"]})
+    result["json"] = json_libraries(served, seconds)
+    result["big_batch_ms"] = big_batch(served, seconds)
     estimator = joblib.load(settings.MODEL_PATH)  # scikit-learn itself, for comparison
     result["sklearn_predict_us"] = per_call_us(repeat(lambda: (
         estimator.predict(batch.X), estimator.predict_proba(batch.X))), seconds)
-    result["json"] = json_libraries(served, seconds)
-    result["big_batch_ms"] = big_batch(served, seconds)
     loop.close()
     return result
 
@@ -146,3 +154,16 @@ def big_batch(served, seconds: float) -> dict:
     stages = {"decode": lambda: decoding.decode(body), "parse": lambda: parsing.parse(payload),
               "answer": lambda: answer(batch, served), "encode": lambda: json_response(reply)}
     return {name: per_call_us(repeat(fn), seconds) / 1e3 for name, fn in stages.items()}
+
+
+def measure_in(bin_dir: Path, seconds: float) -> dict:
+    """measure(), in a fresh process of the venv in `bin_dir`."""
+    run = subprocess.run([str(bin_dir / "python"), "-m", "bench.inprocess", str(seconds)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if run.returncode != 0:
+        raise RuntimeError(f"bench.inprocess failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    return json.loads(run.stdout.splitlines()[-1])  # the last line: logs may precede it
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(float(sys.argv[1]))))

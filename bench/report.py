@@ -103,7 +103,7 @@ def stack_table(r: dict) -> str:
     rows = [("stack", "figure", "same-run reference", "ratio")]
     for name in STACK_VARIANTS:
         if name in warm:
-            rows.append((f"(b) on httptools + uvloop, req/s", f"{ours:,.0f}",
+            rows.append(("(b) ASGI hello on httptools + uvloop, req/s", f"{ours:,.0f}",
                          f"{name} {warm[name]['rps']:,.0f}", f"{ours / warm[name]['rps']:.2f}x"))
     for rows_, j in ip["json"].items():
         rows.append((f"orjson, decode + encode, {rows_}-row body and answer",
@@ -157,8 +157,9 @@ def inprocess_table(r: dict) -> str:
                  f"(b) hello {ip['hello_handler_us']:.1f} µs",
                  f"{ip['handler_us'] / ip['hello_handler_us']:.2f}x"))
     for stage in ("decode", "parse", "predict", "shape", "encode", "log"):
-        rows.append((f"  {stage}", f"{ip[stage + '_us']:.1f}", f"request {ip['handler_us']:.0f} µs",
-                     f"{ip[stage + '_us'] / ip['handler_us']:.2f}x"))
+        us = ip[stage + "_us"]
+        rows.append((f"  {stage}", f"{us:.1f}", f"request {ip['handler_us']:.0f} µs",
+                     f"{us / ip['handler_us']:.2f}x"))
     rows.append(("  predict vs scikit-learn predict + predict_proba", f"{ip['predict_us']:.1f}",
                  f"scikit-learn {ip['sklearn_predict_us']:.0f} µs",
                  f"{ip['predict_us'] / ip['sklearn_predict_us']:.2f}x"))
