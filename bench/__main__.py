@@ -114,19 +114,30 @@ def cold_start(server: Server) -> tuple:
 
 
 def warm(bench: Bench, servers: dict) -> dict:
-    """Requests/s and latency at the configured connections; servers alternate round by round."""
+    """Requests/s, latency and CPU per request at the configured connections.
+
+    Servers alternate round by round, so that a noisy moment hits them all alike.
+    """
     config = bench.config
     runs = {name: [] for name in servers}
     for _ in range(config["warm_rounds"]):
         for name, server in list(servers.items()):
             if name in bench.unavailable:
                 continue
-            measured = bench.attempt(name, lambda: load.run(
-                server.endpoint, server.spec.body, config["connections"], config["warm_seconds"]))
+            measured = bench.attempt(name, lambda: load_with_cpu(server, config))
             if measured is not None:
                 runs[name].append(measured)
     return {name: medians(rounds) for name, rounds in runs.items()
             if name not in bench.unavailable}
+
+
+def load_with_cpu(server: Server, config: dict) -> dict:
+    """load.run(), plus the server's CPU time per request (µs): its cost whatever else runs."""
+    cpu = server.cpu_seconds()
+    measured = load.run(server.endpoint, server.spec.body, config["connections"],
+                        config["warm_seconds"])
+    measured["cpu_us"] = (server.cpu_seconds() - cpu) / measured["requests"] * 1e6
+    return measured
 
 
 def medians(rounds: list) -> dict:

@@ -42,7 +42,7 @@ def tool() -> str:
 
 def run(url: str, body: bytes, connections: int, seconds: float,
         big: bytes | None = None, every: int = 0) -> dict:
-    """{"rps", "p50_ms", "p99_ms"} for `connections` keep-alive clients over `seconds`.
+    """{"requests", "rps", "p50_ms", "p99_ms"} for `connections` keep-alive clients over `seconds`.
 
     With `big`, every `every`-th request sends `big` instead of `body`.
     """
@@ -67,7 +67,8 @@ def _wrk(url, body, connections, seconds, big, every) -> dict:
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw failed requests:\n{out}")
     percentiles = dict(re.findall(r"^\s+(\d+)%\s+([\d.]+\w+)$", out, re.M))
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+    return {"requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             "p50_ms": _ms(percentiles["50"]), "p99_ms": _ms(percentiles["99"])}
 
 
@@ -104,7 +105,8 @@ def _python(url, body, connections, seconds, big, every) -> dict:
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed, e.g. status {failures[0]}")
     cuts = statistics.quantiles(latencies, n=100)
-    return {"rps": len(latencies) / elapsed, "p50_ms": cuts[49] * 1e3, "p99_ms": cuts[98] * 1e3}
+    return {"requests": len(latencies), "rps": len(latencies) / elapsed,
+            "p50_ms": cuts[49] * 1e3, "p99_ms": cuts[98] * 1e3}
 
 
 class Background:

@@ -61,13 +61,13 @@ def servers_table(r: dict) -> str:
     conns = r["config"]["connections"]
     ours = r["warm"][FUNCTION]["rps"]
     rows = [("server", "cold start", f"one-flower req/s, {conns} conns", "vs iris-predict",
-             "p50 / p99", "memory (RSS sum; PSS sum)")]
+             "p50 / p99", "server CPU per request", "memory (RSS sum; PSS sum)")]
     for name, w in r["warm"].items():
         cold = r["cold_start"].get(name)
         mem = r["memory_mib"][name]
         rows.append((name, f"{cold['median_s']:.2f} s" if cold else "",
                      f"{w['rps']:,.0f}", f"{w['rps'] / ours:.2f}x",
-                     f"{w['p50_ms']:.2f} / {w['p99_ms']:.2f} ms",
+                     f"{w['p50_ms']:.2f} / {w['p99_ms']:.2f} ms", f"{w['cpu_us']:.0f} µs",
                      f"{mem['rss']:.0f} MiB; {mem['pss']:.0f} MiB ({mem['processes']} proc.)"))
     return markdown(rows)
 

@@ -34,6 +34,7 @@ def test_quick_benchmark_prints_the_tables_and_writes_json_and_chart(tmp_path):
     assert "installing" not in run.stdout + run.stderr
     assert set(results["targets"]) >= {"requests/s vs (a)", "p99 vs (a)", "cold start vs (a)",
                                        "rows/s, 1,000-row batches", "worker peak RSS, MiB"}
+    assert results["warm"][FUNCTION]["cpu_us"] > 0
     assert results["batch"]["instances 1000"]["rows_per_s"] > 0
     assert set(results["concurrency"]["mix"]) == {"1", "8"}
     assert "| requests/s vs (a)" in run.stdout and "| 10,000-row batch: parse" in run.stdout
@@ -57,7 +58,7 @@ def test_python_load_generator_mix_sends_both_bodies(live):
 
 def _results(**warm_rps) -> dict:
     """Minimal run results: iris-predict at 1,000 req/s, the others as given."""
-    warm = {name: {"rps": rps, "p50_ms": 1.0, "p99_ms": 2.0}
+    warm = {name: {"rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "cpu_us": 1e6 / rps}
             for name, rps in {FUNCTION: 1000, **warm_rps}.items()}
     return {"warm": warm, "config": {"connections": 8},
             "machine": {"cpu": "test CPU", "cpus": 2},
