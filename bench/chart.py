@@ -5,7 +5,7 @@ Written as text: four panels of bars need no plotting library.
 
 from xml.sax.saxutils import escape
 
-from bench.servers import FUNCTION, STACK_VARIANTS
+from bench.servers import FUNCTION, PROTOCOL_VARIANTS, STACK_VARIANTS
 
 LABEL_WIDTH = 190
 PANEL_WIDTH = 180
@@ -26,7 +26,7 @@ PANELS = (
 
 def draw(r: dict) -> str:
     """The SVG text for run results `r`."""
-    names = [n for n in r["warm"] if n not in STACK_VARIANTS]
+    names = [n for n in r["warm"] if n not in STACK_VARIANTS + PROTOCOL_VARIANTS]
     width = LABEL_WIDTH + len(PANELS) * (PANEL_WIDTH + GAP)
     height = TOP + len(names) * ROW + 30
     conns = r["config"]["connections"]

@@ -35,6 +35,14 @@ H11_ASYNCIO = "(b) on h11 + asyncio"
 HTTPTOOLS_ASYNCIO = "(b) on httptools + asyncio"
 TUNED_PROTOCOL = "(b) on the function's protocol"
 STACK_VARIANTS = (H11_ASYNCIO, HTTPTOOLS_ASYNCIO, TUNED_PROTOCOL)
+# The function asked for one flower in a peer's protocol, which it also speaks (docs/api.md).
+FUNCTION_MLFLOW = "iris-predict, MLflow's request"
+FUNCTION_V2 = "iris-predict, Open Inference request"
+PROTOCOL_VARIANTS = (FUNCTION_MLFLOW, FUNCTION_V2)
+MLFLOW_BODY = json.dumps({"inputs": [FLOWER]}).encode()
+V2_PATH = "/v2/models/iris/infer"
+V2_BODY = json.dumps({"inputs": [{"name": "flowers", "shape": [1, 4], "datatype": "FP64",
+                                  "data": FLOWER}]}).encode()
 PEER_NAMES = (MLFLOW, BENTOML, MLSERVER)
 
 
@@ -106,9 +114,10 @@ def mlserver(bin_dir: Path, port: int):
         "MLSERVER_METRICS_PORT": str(harness.free_port()), "MLSERVER_PARALLEL_WORKERS": "1"}
 
 
+function = functions_framework(ROOT / "main.py", "predict")
 hello_asgi = functions_framework(FUNCTIONS / "hello_asgi.py", "hello")
 SPECS = {
-    FUNCTION: Spec("project", functions_framework(ROOT / "main.py", "predict")),
+    FUNCTION: Spec("project", function),
     FLASK_HELLO: Spec("project", functions_framework(FUNCTIONS / "hello.py", "hello")),
     ASGI_HELLO: Spec("project", hello_asgi),
     TUTORIAL: Spec("project", tutorial),
@@ -117,11 +126,11 @@ SPECS = {
     HTTPTOOLS_ASYNCIO: Spec("project", hello_asgi, env={"HELLO_STACK": "httptools,asyncio"}),
     TUNED_PROTOCOL: Spec("project", hello_asgi, env={"HELLO_STACK": "protocol"}),
     INLINE: Spec("project", functions_framework(FUNCTIONS / "inline.py", "predict")),
-    MLFLOW: Spec("mlflow", mlflow, "/invocations", json.dumps({"inputs": [FLOWER]}).encode()),
-    BENTOML: Spec("bentoml", bentoml, "/predict", json.dumps({"inputs": [FLOWER]}).encode()),
-    MLSERVER: Spec("mlserver", mlserver, "/v2/models/iris/infer", json.dumps(
-        {"inputs": [{"name": "flowers", "shape": [1, 4], "datatype": "FP64",
-                     "data": FLOWER}]}).encode()),
+    FUNCTION_MLFLOW: Spec("project", function, "/invocations", MLFLOW_BODY),
+    FUNCTION_V2: Spec("project", function, V2_PATH, V2_BODY),
+    MLFLOW: Spec("mlflow", mlflow, "/invocations", MLFLOW_BODY),
+    BENTOML: Spec("bentoml", bentoml, "/predict", MLFLOW_BODY),  # BentoML's own "inputs"
+    MLSERVER: Spec("mlserver", mlserver, V2_PATH, V2_BODY),
 }
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from iris_predict.batch import Batch, BigQueryOutput, Kind
-from iris_predict.features import FEATURES
+from iris_predict.features import FEATURES, NAMES
 from iris_predict.model import Model
 
 PROBABILITY_DIGITS = 6
@@ -14,6 +14,7 @@ def answer(batch: Batch, model: Model) -> dict:
     """The response body for a validated batch."""
     wants_proba = batch.probabilities or batch.output is BigQueryOutput.JSON
     labels, proba = model.predict(batch.X, wants_proba) if len(batch.X) else ([], None)
+    explanations = explain(model, batch.X, labels) if batch.explain else None
     labels = labels.tolist() if isinstance(labels, np.ndarray) else list(labels)
     classes = model.classes
     species = [classes[k] for k in labels]
@@ -22,15 +23,24 @@ def answer(batch: Batch, model: Model) -> dict:
 
     if batch.kind is Kind.SINGLE:
         # "prediction": [k] is the tutorial's answer; old clients read only that.
-        return {"prediction": labels, "species": species[0],
+        body = {"prediction": labels, "species": species[0],
                 "probabilities": probabilities[0], "warnings": warnings}
-    if batch.kind is Kind.CALLS:
+    elif batch.kind is Kind.CALLS:
         return {"replies": _replies(batch, labels, species, probabilities, warnings)}
-    body = {"predictions": labels, "species": species}
-    if probabilities is not None:
-        body["probabilities"] = probabilities
-    body["warnings"] = warnings
+    else:
+        body = {"predictions": labels, "species": species}
+        if probabilities is not None:
+            body["probabilities"] = probabilities
+        body["warnings"] = warnings
+    if explanations is not None:
+        body["explanations"] = explanations
     return body
+
+
+def explain(model: Model, X: np.ndarray, labels) -> list:
+    """One {feature: contribution} per row: Model.explain, rounded like probabilities."""
+    contributions = np.round(model.explain(X, labels), PROBABILITY_DIGITS)
+    return [dict(zip(NAMES, row)) for row in contributions.tolist()]
 
 
 def _probabilities(model: Model, proba: np.ndarray) -> list:

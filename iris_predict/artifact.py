@@ -23,6 +23,8 @@ from iris_predict.features import NAMES
 from iris_predict.logistic import LogisticRegressionState
 
 REQUIRED_FIELDS = ("estimator", "features", "classes", "metrics", "versions", "sha256")
+# What Model reads of each feature: its training range, and its mean for explanations.
+FEATURE_FIELDS = ("min", "max", "mean")
 # What scikit-learn warns with when it unpickles an estimator from another version.
 SKLEARN_VERSION_WARNING = "Trying to unpickle estimator"
 
@@ -48,9 +50,11 @@ def read_metadata(model_path: Path) -> dict:
         names = tuple(f["name"] for f in metadata["features"])
         trained_with = metadata["versions"]["scikit-learn"]
         missing = [k for k in REQUIRED_FIELDS if k not in metadata]
+        missing += sorted({f"features[].{k}" for f in metadata["features"]
+                           for k in FEATURE_FIELDS if not isinstance(f.get(k), (int, float))})
     except FileNotFoundError:
         raise ModelUnavailable(f"model metadata {path} is missing") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ModelUnavailable(f"model metadata {path} is unreadable: {e!r}") from None
     if missing:
         raise ModelUnavailable(f"model metadata {path} lacks {', '.join(missing)}")

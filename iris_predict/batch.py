@@ -11,11 +11,13 @@ import numpy as np
 
 
 class Kind(enum.Enum):
-    """The request shapes of README "API reference"."""
+    """The request shapes of docs/api.md and each protocol's document."""
 
     SINGLE = "single"        # one flower: {"sl": 5.1, ...}, the tutorial's body
-    INSTANCES = "instances"  # a batch: {"instances": [...]}, Vertex AI / KServe V1
+    INSTANCES = "instances"  # a batch: {"instances": [...]}, Vertex AI / KServe V1, or CSV
     CALLS = "calls"          # a BigQuery remote function call: {"calls": [...]}
+    INFER = "infer"          # an Open Inference Protocol (V2) inference request
+    INVOCATIONS = "invocations"  # an MLflow scoring server request
 
 
 class BigQueryOutput(enum.Enum):
@@ -34,8 +36,11 @@ class Batch:
     X: np.ndarray                  # (rows, 4) float64, every value validated
     probabilities: bool = False    # include per-class probabilities
     output: BigQueryOutput = BigQueryOutput.SPECIES
+    explain: bool = False          # include each feature's contribution (docs/api.md)
+    table: bool = False            # answer as a CSV table (Accept: text/csv)
     total: int = 0                 # calls only: rows sent, including NULL rows
     present: list = field(default_factory=list)  # calls only: indices of non-NULL rows
+    options: object = None         # V2 only: the id and outputs asked for (open_inference)
 
     @property
     def rows(self) -> int:

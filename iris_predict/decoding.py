@@ -19,18 +19,29 @@ from iris_predict import settings
 from iris_predict.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from iris_predict.text import clip, show
 
-JSON_TYPES = ("application/json",)
+# Media types of request bodies; what each path takes is the protocol's choice (main.py).
+JSON = "application/json"
+CSV = "text/csv"
+BINARY = "application/octet-stream"  # Open Inference binary tensors after a JSON header
+NONE = ""  # no Content-Type, as tritonclient sends its inference requests
 
 
-async def read_body(receive, headers: dict) -> bytes:
-    """The raw POST body, refused before it is read if it is not JSON or too large.
+def media_type(headers: dict) -> str:
+    """The request's media type, lower case, without parameters; any +json type is JSON."""
+    media = headers.get("content-type", "").partition(";")[0].strip().lower()
+    return JSON if media.endswith("+json") else media
 
-    `receive` is the request's ASGI receive; `headers` its headers, names in lower case.
+
+async def read_body(receive, headers: dict, media: str, accepted: tuple) -> bytes:
+    """The raw POST body, refused before it is read if its type is not accepted or it is too large.
+
+    `receive` is the request's ASGI receive; `headers` its headers, names in lower case;
+    `media` their media_type().
     """
-    media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type not in JSON_TYPES and not media_type.endswith("+json"):
-        got = f"Content-Type {clip(media_type, 60)}" if media_type else "no Content-Type"
-        raise UnsupportedMediaType(f"send the body as application/json (got {got})")
+    if media not in accepted:
+        got = f"Content-Type {clip(media, 60)}" if media else "no Content-Type"
+        types = " or ".join(t for t in accepted if t)
+        raise UnsupportedMediaType(f"send the body as {types} (got {got})")
     limit = settings.MAX_BODY_BYTES
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -44,7 +55,8 @@ async def read_body(receive, headers: dict) -> bytes:
         chunk, more = message.get("body", b""), message.get("more_body", False)
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body is more than the limit of {limit} bytes")
+            raise PayloadTooLarge(f"request body is more than the limit of {limit} bytes",
+                                  body_read=not more)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 

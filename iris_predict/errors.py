@@ -13,6 +13,7 @@ class RequestError(Exception):
 
     status = 400
     headers: dict = {}  # extra response headers the refusal calls for
+    body_read = False  # refused after the body's last byte was read: nothing left to drain
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -38,9 +39,19 @@ class MethodNotAllowed(RequestError):
 class PayloadTooLarge(RequestError):
     status = 413
 
+    def __init__(self, message: str, body_read: bool = False):
+        super().__init__(message)
+        self.body_read = body_read
+
 
 class UnsupportedMediaType(RequestError):
     status = 415
+
+
+class ModelLoading(RequestError):
+    """The model is still loading: a readiness probe's "not yet", safe to show as it is."""
+
+    status = 503
 
 
 class ModelUnavailable(RequestError):

@@ -1,8 +1,9 @@
 """The served model: loaded once per instance, shared by every request.
 
 preload() starts the load in the background when the serving process starts;
-ready() waits for it without blocking the event loop, and get() loads the model
-itself where nothing preloaded it (the CLI, tests).
+ready() waits for it without blocking the event loop, get() loads the model
+itself where nothing preloaded it (the CLI, tests), and state() says where the
+load is without waiting for it (readiness probes).
 
 A cold instance may receive many first requests together; a lock makes
 exactly one of them load the model while the others wait for it. A model that
@@ -17,11 +18,14 @@ import threading
 import numpy as np
 
 from iris_predict import artifact, settings
-from iris_predict.errors import ModelUnavailable
+from iris_predict.errors import InvalidRequest, ModelLoading, ModelUnavailable
 from iris_predict.logistic import LogisticRegressionState
 
 log = logging.getLogger(__name__)
 FEW_ROWS = 16  # below this, a loop in Python beats NumPy's overhead per call
+VERSION_DIGITS = 12  # of the model file's SHA-256: the model's version
+# What state() answers.
+LOADED, LOADING, FAILED = "loaded", "loading", "failed"
 
 
 class Model:
@@ -34,6 +38,10 @@ class Model:
         self.mins = np.array([f["min"] for f in metadata["features"]])
         self.maxs = np.array([f["max"] for f in metadata["features"]])
         self._ranges = list(zip(self.mins.tolist(), self.maxs.tolist()))
+        # The average training flower, from which explain() measures contributions.
+        self.means = np.array([f["mean"] for f in metadata["features"]])
+        # Stable for one model file, new for any other: clients can tell models apart.
+        self.version = metadata["sha256"][:VERSION_DIGITS]
         # The shipped estimator: predicted with NumPy alone, as scikit-learn would.
         self.linear = isinstance(estimator, LogisticRegressionState)
 
@@ -60,6 +68,20 @@ class Model:
         scores /= scores.sum(axis=1, keepdims=True)
         return labels, scores
 
+    def explain(self, X: np.ndarray, labels) -> np.ndarray:
+        """Each feature's share of the predicted class's score, relative to the mean flower.
+
+        For a linear model the score of class k is coef_[k] @ x + intercept_[k], so
+        coef_[k, j] * (x_j - mean_j) is exactly feature j's part of how far the score
+        lies from the mean flower's: what SHAP's LinearExplainer computes. Any other
+        model has no such exact split, and is refused rather than approximated.
+        """
+        if not self.linear:
+            raise InvalidRequest(
+                f"explanations need a linear model, whose score splits exactly into one "
+                f"share per feature; the served model is {self.metadata['estimator']}")
+        return self.estimator.coef_[labels] * (X - self.means)
+
     def out_of_range(self, X: np.ndarray) -> list:
         """(row, feature) index pairs where X lies outside the training range."""
         if len(X) <= FEW_ROWS:  # NumPy's overhead per call outweighs the work here
@@ -76,6 +98,7 @@ class Model:
 _lock = threading.Lock()
 _model = None
 _error = None
+_preloading = False  # a background load has been started
 loads = 0  # how many times a load was attempted; tests use it to prove "once"
 
 
@@ -104,8 +127,31 @@ async def ready() -> Model:
     return await asyncio.to_thread(get)
 
 
+def state() -> str:
+    """LOADED, LOADING or FAILED, at once; starts the load if nothing has yet."""
+    if _model is not None:
+        return LOADED
+    if _error is not None:
+        return FAILED
+    if not _preloading:  # nothing preloaded (a test's in-process app): a probe starts it
+        preload()
+    return LOADING
+
+
+def loaded() -> Model:
+    """The model if it is loaded; else ModelLoading or ModelUnavailable, without waiting."""
+    now = state()
+    if now == LOADED:
+        return _model
+    if now == FAILED:
+        raise ModelUnavailable(_error.message)
+    raise ModelLoading("the model is still loading; ask again in a moment")
+
+
 def preload():
     """Start loading the model in the background; get() waits for it, or loads it itself."""
+    global _preloading
+    _preloading = True
     threading.Thread(target=_load_quietly, name="model-preload", daemon=True).start()
 
 

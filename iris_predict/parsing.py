@@ -1,17 +1,19 @@
 """Turn a decoded JSON request into a Batch of validated measurements.
 
-Three request shapes are accepted (README "API reference"):
+Three request shapes are accepted on "/" (docs/api.md, docs/bigquery.md):
 - one flower: {"sl": 5.1, ...} (the tutorial's keys) or {"sepal_length": 5.1, ...};
 - a batch: {"instances": [[5.1, 3.5, 1.4, 0.2], {...}], "parameters": {...}},
   the Vertex AI / KServe V1 shape;
 - a BigQuery remote function call: {"calls": [[5.1, 3.5, 1.4, 0.2], ...], ...}.
 Anything else raises InvalidRequest with a message that names the field, what
-was expected and what came, so the client can fix its request.
+was expected and what came, so the client can fix its request. The other
+protocols' parsers validate their rows with matrix(), row_values() and number().
 """
 
 import itertools
 import math
 import re
+from urllib.parse import parse_qsl
 
 import numpy as np
 
@@ -25,31 +27,55 @@ RANGE = f"a number greater than {MIN_VALUE:g} and at most {MAX_VALUE:g} (cm)"
 # BigQuery sends NUMERIC and BIGNUMERIC columns as decimal strings.
 DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 WIDTH = len(NAMES)
+PARAMETERS = ("probabilities", "explain")  # what an instances request may ask for
+QUERY_BOOLEANS = {"true": True, "false": False}
 
 
-def parse(payload) -> Batch:
-    """Validate a decoded request body; raise InvalidRequest on any problem."""
+def parse(payload, explain: bool = False) -> Batch:
+    """Validate a decoded request body; raise InvalidRequest on any problem.
+
+    `explain` is the request's ?explain=true (query()).
+    """
     if type(payload) is not dict:
         raise InvalidRequest(f"request body must be a JSON object, got {kind(payload)}")
     if "calls" in payload:
+        if explain:
+            raise InvalidRequest("explanations are not available to BigQuery calls")
         return _parse_calls(payload)
     if "instances" in payload:
-        return _parse_instances(payload)
-    return Batch(Kind.SINGLE, np.array([row_from_object(payload, "")]), probabilities=True)
+        return _parse_instances(payload, explain)
+    return Batch(Kind.SINGLE, np.array([row_from_object(payload, "")]), probabilities=True,
+                 explain=explain)
 
 
-def _parse_instances(payload: dict) -> Batch:
-    _only_keys(payload, ("instances", "parameters"), "request body")
+def query(query_string: bytes) -> bool:
+    """Whether a request's query string asks for explanations (?explain=true)."""
+    explain = False
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name != "explain":
+            raise InvalidRequest(f"unknown query parameter {show(name)}; expected explain")
+        if value not in QUERY_BOOLEANS:
+            raise InvalidRequest(f"explain must be true or false, got {show(value)}")
+        explain = QUERY_BOOLEANS[value]
+    return explain
+
+
+def _parse_instances(payload: dict, explain: bool) -> Batch:
+    only_keys(payload, ("instances", "parameters"), "request body")
     X, _ = matrix(payload["instances"], "instances")
     parameters = payload.get("parameters", {})
     if not isinstance(parameters, dict):
         raise InvalidRequest(f"parameters must be an object, got {kind(parameters)}")
-    _only_keys(parameters, ("probabilities",), "parameters")
-    probabilities = parameters.get("probabilities", False)
-    if not isinstance(probabilities, bool):
-        raise InvalidRequest(
-            f"parameters.probabilities must be true or false, got {show(probabilities)}")
-    return Batch(Kind.INSTANCES, X, probabilities=probabilities)
+    only_keys(parameters, PARAMETERS, "parameters")
+    return Batch(Kind.INSTANCES, X, probabilities=_boolean(parameters, "probabilities", False),
+                 explain=_boolean(parameters, "explain", explain))
+
+
+def _boolean(parameters: dict, name: str, default: bool) -> bool:
+    value = parameters.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"parameters.{name} must be true or false, got {show(value)}")
+    return value
 
 
 def _parse_calls(payload: dict) -> Batch:
@@ -64,7 +90,7 @@ def _bigquery_output(context) -> BigQueryOutput:
         return BigQueryOutput.SPECIES
     if not isinstance(context, dict):
         raise InvalidRequest(f"userDefinedContext must be an object, got {kind(context)}")
-    _only_keys(context, ("output",), "userDefinedContext")
+    only_keys(context, ("output",), "userDefinedContext")
     output = context.get("output", BigQueryOutput.SPECIES.value)
     try:
         return BigQueryOutput(output)
@@ -84,10 +110,7 @@ def matrix(rows, where: str, bigquery: bool = False) -> tuple[np.ndarray, list]:
         raise InvalidRequest(f"{where} must be an array of rows, got {kind(rows)}")
     if not rows and not bigquery:  # BigQuery may send an empty batch
         raise InvalidRequest(f"{where} is empty; send at least one row")
-    if len(rows) > settings.MAX_BATCH_ROWS:
-        raise PayloadTooLarge(
-            f"{where} has {len(rows)} rows, more than the limit of {settings.MAX_BATCH_ROWS}; "
-            "split the batch")
+    check_rows(len(rows), where)
     X = _fast_matrix(rows)
     if X is not None:
         return X, list(range(len(rows)))
@@ -98,6 +121,14 @@ def matrix(rows, where: str, bigquery: bool = False) -> tuple[np.ndarray, list]:
             present.append(i)
             values.append(checked)
     return np.array(values, dtype=float).reshape(-1, WIDTH), present
+
+
+def check_rows(count: int, where: str):
+    """Refuse a batch of more than MAX_BATCH_ROWS rows with 413."""
+    if count > settings.MAX_BATCH_ROWS:
+        raise PayloadTooLarge(
+            f"{where} has {count} rows, more than the limit of {settings.MAX_BATCH_ROWS}; "
+            "split the batch")
 
 
 def _fast_matrix(rows: list):
@@ -179,7 +210,8 @@ def number(value, where: str, allow_string: bool = False) -> float:
     return result
 
 
-def _only_keys(obj: dict, allowed: tuple, where: str):
+def only_keys(obj: dict, allowed: tuple, where: str):
+    """Refuse the first key of `obj` that is not `allowed`, naming what is."""
     for key in obj:
         if key not in allowed:
             raise InvalidRequest(

@@ -1,4 +1,8 @@
-"""Answers as HTTP responses: JSON bodies, with the headers every answer carries."""
+"""Answers as HTTP responses, with the headers every answer carries.
+
+JSON for nearly everything; CSV tables, plain text (MLflow's /version) and Open
+Inference binary tensors where their protocols ask for them.
+"""
 
 import asyncio
 
@@ -6,6 +10,8 @@ import orjson
 from starlette.responses import Response
 
 JSON = "application/json"
+CSV = "text/csv; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"
 # Never sniffed as HTML or script by a browser; never cached (answers follow the model).
 COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 # Bounds on the lingering close: Cloud Run refuses larger requests itself, and
@@ -20,9 +26,15 @@ def json_response(body, status: int = 200, headers: dict | None = None) -> Respo
                     JSON)
 
 
-def error_response(message: str, status: int, field: str = "error",
-                   headers: dict | None = None, unread_body: bool = False) -> Response:
-    """{field: message}: "error" for most clients; BigQuery reads "errorMessage".
+def content_response(content: bytes | str, media_type: str,
+                     headers: dict | None = None) -> Response:
+    """A 200 answer that is not JSON: a CSV table, plain text, binary tensors."""
+    return Response(content, 200, {**COMMON_HEADERS, **(headers or {})}, media_type)
+
+
+def error_response(body: dict, status: int, headers: dict | None = None,
+                   unread_body: bool = False) -> Response:
+    """A refusal, its body in the shape of the request's protocol (main.ERROR_BODIES).
 
     `unread_body` says the client is still sending a body the function will not
     read (it refused it, or the method takes none): see LingeringResponse.
@@ -31,7 +43,7 @@ def error_response(message: str, status: int, field: str = "error",
     response_class = Response
     if unread_body:
         response_class, headers["Connection"] = LingeringResponse, "close"
-    return response_class(orjson.dumps({field: message}), status, headers, JSON)
+    return response_class(orjson.dumps(body), status, headers, JSON)
 
 
 def preflight_response(headers: dict) -> Response:

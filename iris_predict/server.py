@@ -12,11 +12,14 @@ master, before it forks the worker.
   forever for headers that never end, so slowloris clients could hold
   connections open indefinitely.
 - The requests the framework would refuse itself (its 404 for /favicon.ico and
-  /robots.txt, its plain-text 405 for methods outside its route list) go to the
-  handler instead, to be answered in JSON and logged like every other.
+  /robots.txt and for paths with a newline, which its route pattern cannot match,
+  its plain-text 405 for methods outside its route list) go to the handler
+  instead, to be answered in JSON and logged like every other; bytes
+  that are not HTTP get a JSON 400 too, instead of uvicorn's plain text.
 - Shutdown finishes requests in flight, within Cloud Run's 10 s after SIGTERM.
 """
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 from starlette.requests import Request
@@ -26,10 +29,12 @@ from iris_predict.routes import NOT_FOUND
 
 # The methods functions-framework's routes take; it answers any other with 405 itself.
 FRAMEWORK_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH"})
-# Requests still running this long after SIGTERM are cancelled; Cloud Run kills at 10 s.
-GRACEFUL_SHUTDOWN_SECONDS = 8
-TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-             b"x-content-type-options: nosniff\r\nconnection: close\r\ncontent-length: %d\r\n\r\n")
+# Requests still running this long after SIGTERM are cancelled; Cloud Run kills at 10 s,
+# and the process needs about a second more to exit on a loaded machine.
+GRACEFUL_SHUTDOWN_SECONDS = 7
+# Answers written straight to the connection, before there is a request to hand on.
+REFUSAL = (b"HTTP/1.1 %s\r\ncontent-type: application/json\r\nx-content-type-options: nosniff"
+           b"\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s")
 
 
 def tune(handler) -> None:
@@ -52,7 +57,8 @@ class Protocol(HttpToolsProtocol):
         self._header_deadline = None
 
     async def _route(self, scope, receive, send):
-        if scope["method"] in FRAMEWORK_METHODS and scope["path"] not in NOT_FOUND:
+        path = scope["path"]
+        if scope["method"] in FRAMEWORK_METHODS and path not in NOT_FOUND and "\n" not in path:
             await self._framework_app(scope, receive, send)
         else:
             response = await self.handler(Request(scope, receive))
@@ -88,8 +94,15 @@ class Protocol(HttpToolsProtocol):
 
     def _headers_timed_out(self):
         self._header_deadline = None
+        self._refuse(b"408 Request Timeout",
+                     f"request headers not received within {settings.HEADER_TIMEOUT_SECONDS} s")
+
+    def send_400_response(self, msg: str):
+        """uvicorn's answer to bytes its parser rejects, as JSON."""
+        self._refuse(b"400 Bad Request", "the request is not valid HTTP/1.1")
+
+    def _refuse(self, status: bytes, message: str):
         if not self.transport.is_closing():
-            body = (b'{"error":"request headers not received within %d s"}'
-                    % settings.HEADER_TIMEOUT_SECONDS)
-            self.transport.write(TIMED_OUT % len(body) + body)
+            body = orjson.dumps({"error": message})
+            self.transport.write(REFUSAL % (status, len(body), body))
             self.transport.close()

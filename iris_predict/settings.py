@@ -5,6 +5,7 @@ A malformed value stops the instance at start-up with a clear message rather
 than serving with a setting nobody asked for.
 """
 
+import math
 import os
 from pathlib import Path
 
@@ -19,6 +20,17 @@ def _positive_int(name: str, default: int) -> int:
         value = 0
     if value <= 0:
         raise SystemExit(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+def _fraction(name: str, default: float) -> float:
+    raw = os.environ.get(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # NaN fails this too
+        raise SystemExit(f"{name} must be a number from 0 to 1, got {raw!r}")
     return value
 
 
@@ -45,3 +57,7 @@ HEADER_TIMEOUT_SECONDS = _positive_int("HEADER_TIMEOUT_SECONDS", 10)
 # The Google Cloud project, so request log lines link to their trace
 # (projects/<project>/traces/<id>); empty leaves the trace link out.
 GOOGLE_CLOUD_PROJECT = os.environ.get("GOOGLE_CLOUD_PROJECT", "").strip()
+
+# The share of answered rows logged with their measurements, class and probabilities, for
+# drift reports (docs/drift.md). 0 logs none: those are clients' data, the owner's to opt in.
+PREDICTION_LOG_SAMPLE = _fraction("PREDICTION_LOG_SAMPLE", 0.0)

@@ -2,6 +2,8 @@ import functions_framework
 import pytest
 from starlette.testclient import TestClient
 
+from tests.fake_gcp import FakeGoogleCloud
+from tests.rehearsal import gcloud_env
 from harness import ROOT, FunctionServer
 
 
@@ -32,4 +34,19 @@ def fresh_model(monkeypatch):
     monkeypatch.setattr(model, "_model", None)
     monkeypatch.setattr(model, "_error", None)
     monkeypatch.setattr(model, "loads", 0)
+    monkeypatch.setattr(model, "_preloading", False)
     return model
+
+
+@pytest.fixture
+def cloud(live):
+    """A fresh fake Google Cloud whose deployed functions lead to the live local function."""
+    fake = FakeGoogleCloud(backend=live.url).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def env(cloud, tmp_path):
+    """The rehearsal's environment, with the identity token the fake's front end accepts."""
+    return {**gcloud_env(cloud, tmp_path), "ID_TOKEN": cloud.id_token}

@@ -6,27 +6,91 @@ proxy (CLOUDSDK_PROXY_*), so every request gcloud makes arrives here: one for an
 test can prove that nothing left the machine.
 
 It keeps just enough state for a deploy: functions, operations (done at once, with stages),
-uploaded zips, Cloud Run IAM policies. It also plays Cloud Run's front end for the deployed
-function: /fn/NAME lets in callers as Cloud Run would (anyone once allUsers may invoke, else
-only a bearer of the identity token) and forwards them to a real local functions-framework
-server (`backend`).
+uploaded zips, Cloud Run IAM policies, and the Cloud Run service behind each function with its
+revisions and traffic, which `gcloud run` reads and writes through Cloud Run's regional
+Knative-style API (`REGION-run.googleapis.com/apis/serving.knative.dev/v1/...`, here
+`REGION-127.0.0.1:PORT`). Every deploy creates a revision that leads to the `backend` set at
+that moment. It also plays Cloud Run's front end: /fn/NAME (the function's URL) and
+/fn/TAG---NAME (a tag's URL) let in callers as Cloud Run would (anyone once allUsers may invoke,
+else only a bearer of the identity token) and forward them to the revision's real local
+functions-framework server. For drift exports (docs/drift.md) it also keeps Cloud Logging's
+sinks and the log entries a test puts in, which `gcloud logging read` lists through a filter.
 """
 
 import http.client
 import json
+import random
 import re
+import string
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 INVOKER = "roles/run.invoker"
 PROJECT_NUMBER = "123456789012"
 COMPUTE_SA = f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com"
+LOGGING_WRITER = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-logging.iam.gserviceaccount.com"
 RUNTIMES = ["python310", "python311", "python312", "python313", "nodejs20", "nodejs22"]
 
 FUNCTION = r"/v2/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/functions"
+KNATIVE = r"/apis/serving\.knative\.dev/v1/namespaces/(?P<project>[^/]+)"
+SERVICE_LABEL = "serving.knative.dev/service"
+# Cloud Run writes a tag's URL as TAG---HOST; the fake's front end reads it from the path.
+TAG_SEPARATOR = "---"
+# The fake's clock: revision n is created n minutes after it, so their order is plain.
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class Revision:
+    name: str
+    backend: str  # base URL of the local function server this revision runs
+    created: datetime
+
+
+@dataclass
+class Service:
+    """A Cloud Run service behind a function: its revisions (oldest first) and traffic."""
+
+    name: str
+    project: str
+    region: str
+    revisions: list = field(default_factory=list)
+    traffic: list = field(default_factory=list)  # spec.traffic: TrafficTarget dicts
+    generation: int = 0
+
+    @property
+    def latest(self) -> str:
+        return self.revisions[-1].name
+
+    def shares(self) -> dict:
+        """Revision name -> percent of the traffic it serves, for each that serves some."""
+        shares = {}
+        for target in self.traffic:
+            name = self.latest if target.get("latestRevision") else target["revisionName"]
+            shares[name] = shares.get(name, 0) + target.get("percent", 0)
+        return {name: percent for name, percent in shares.items() if percent}
+
+    def serving(self) -> str:
+        """The revision the service's URL leads to: the one with the largest share.
+
+        Cloud Run splits requests at random by share; the fake sends them all to one revision
+        so that what a caller gets is plain."""
+        shares = self.shares()
+        return max(shares, key=shares.get)
+
+    def revision(self, name: str) -> Revision:
+        return next(r for r in self.revisions if r.name == name)
+
+    def tagged(self, tag: str) -> str | None:
+        """The revision this tag names, if any."""
+        for target in self.traffic:
+            if target.get("tag") == tag:
+                return self.latest if target.get("latestRevision") else target["revisionName"]
+        return None
 
 
 @dataclass
@@ -62,6 +126,11 @@ class FakeGoogleCloud:
     operations: dict = field(default_factory=dict)
     uploads: dict = field(default_factory=dict)  # object name -> zip bytes
     policies: dict = field(default_factory=dict)  # Cloud Run service name -> IAM policy
+    services: dict = field(default_factory=dict)  # Cloud Run service name -> Service
+    # (index in `requests` of the request that changed it, service name, shares) at each change
+    traffic_log: list = field(default_factory=list)
+    sinks: dict = field(default_factory=dict)  # sink name -> LogSink
+    entries: list = field(default_factory=list)  # LogEntry objects, as Cloud Logging holds them
     failures: list = field(default_factory=list)
     url: str = ""
 
@@ -115,7 +184,7 @@ class FakeGoogleCloud:
         key = f"projects/{project}/locations/{region}/functions/{name}"
         if key not in self.functions:
             return 404, _error(404, f"Resource '{key}' was not found")
-        return 200, self.functions[key]
+        return 200, self._function_view(key)
 
     def list_runtimes(self, request, project, region):
         return 200, {"runtimes": [{"name": r, "displayName": r, "stage": "GA",
@@ -132,7 +201,8 @@ class FakeGoogleCloud:
         key = f"projects/{project}/locations/{region}/functions/{name}"
         if key in self.functions:
             return 409, _error(409, f"Function {name} already exists")
-        return self._deploy(project, region, name, request.json(), "create")
+        # A new service's first revision serves all traffic, whatever was asked.
+        return self._deploy(project, region, name, request.json(), "create", all_to_latest=True)
 
     def patch_function(self, request, project, region, name):
         key = f"projects/{project}/locations/{region}/functions/{name}"
@@ -140,31 +210,56 @@ class FakeGoogleCloud:
             return 404, _error(404, f"Resource '{key}' was not found")
         function = json.loads(json.dumps(self.functions[key]))
         body = request.json()
-        for path in request.query["updateMask"][0].split(","):
+        mask = request.query["updateMask"][0].split(",")
+        for path in mask:
             _copy_field(body, function, [_camel(part) for part in path.split(".")])
-        return self._deploy(project, region, name, function, "update")
+        # Cloud Functions: only `true` in the update moves all traffic to the new revision;
+        # otherwise the service keeps its traffic split.
+        all_to_latest = ("service_config.all_traffic_on_latest_revision" in mask
+                         and body["serviceConfig"].get("allTrafficOnLatestRevision") is True)
+        return self._deploy(project, region, name, function, "update", all_to_latest)
 
-    def _deploy(self, project, region, name, function, verb):
-        """Store the function as deployed and answer with its (already finished) operation."""
+    def _deploy(self, project, region, name, function, verb, all_to_latest):
+        """Store the function as deployed, with a new revision of its service, and answer
+        with its (already finished) operation."""
         key = f"projects/{project}/locations/{region}/functions/{name}"
         source = function.get("buildConfig", {}).get("source", {}).get("storageSource", {})
         if source.get("object") not in self.uploads:
             return 400, _error(400, f"Source object {source.get('object')} was not uploaded")
-        service = f"projects/{project}/locations/{region}/services/{name}"
+        service_key = f"projects/{project}/locations/{region}/services/{name}"
+        service = self.services.setdefault(service_key, Service(name, project, region))
+        number = len(service.revisions) + 1
+        suffix = "".join(random.choices(string.ascii_lowercase, k=3))
+        service.revisions.append(Revision(f"{name}-{number:05d}-{suffix}", self.backend,
+                                          EPOCH + timedelta(minutes=number)))
+        if all_to_latest:
+            service.traffic = [{"latestRevision": True, "percent": 100}]
+        service.generation += 1
+        self._log_traffic(service)
         function.update(name=key, environment="GEN_2", state="ACTIVE",
                         url=f"{self.url}/fn/{name}")
         function.setdefault("serviceConfig", {}).update(
-            service=service, uri=f"{self.url}/fn/{name}")
+            service=service_key, uri=f"{self.url}/fn/{name}")
         self.functions[key] = function
-        self.policies.setdefault(service, {"etag": "BwYAAAA=", "bindings": []})
+        self.policies.setdefault(service_key, {"etag": "BwYAAAA=", "bindings": []})
         op = f"projects/{project}/locations/{region}/operations/{uuid.uuid4()}"
         stages = [{"name": s, "state": "COMPLETE", "message": ""}
                   for s in ("BUILD", "SERVICE")]
         self.operations[op] = {
-            "name": op, "done": True, "response": function,
+            "name": op, "done": True, "response": self._function_view(key),
             "metadata": {"@type": "type.googleapis.com/google.cloud.functions.v2.OperationMetadata",
                          "target": key, "verb": verb, "stages": stages}}
         return 200, {"name": op, "done": False, "metadata": self.operations[op]["metadata"]}
+
+    def _function_view(self, key: str) -> dict:
+        """The function as GetFunction shows it: its latest revision and whether that
+        revision serves all traffic."""
+        function = json.loads(json.dumps(self.functions[key]))
+        service = self.services[function["serviceConfig"]["service"]]
+        function["serviceConfig"].update(
+            revision=service.latest,
+            allTrafficOnLatestRevision=service.shares().get(service.latest) == 100)
+        return function
 
     def get_operation(self, request, name):
         if name not in self.operations:
@@ -195,6 +290,131 @@ class FakeGoogleCloud:
         self.policies[service] = request.json()["policy"]
         return 200, self.policies[service]
 
+    # --- Cloud Run: the regional Knative-style API that `gcloud run` calls ----------------
+
+    def _service(self, request, project, name) -> Service | None:
+        # The namespace is the project's id or number (Cloud Run answers with the number).
+        region = _region(request.host)
+        for service in self.services.values():
+            if (service.name == name and service.region == region
+                    and project in (service.project, PROJECT_NUMBER)):
+                return service
+        return None
+
+    def get_service(self, request, project, name):
+        service = self._service(request, project, name)
+        if service is None:
+            return 404, _not_found(request, project, name)
+        return 200, self._knative_service(service)
+
+    def replace_service(self, request, project, name):
+        """PUT of the whole service, as gcloud sends it: only its traffic may change here."""
+        service = self._service(request, project, name)
+        if service is None:
+            return 404, _not_found(request, project, name)
+        body = request.json()
+        if body["spec"]["template"] != self._knative_service(service)["spec"]["template"]:
+            return 400, _error(400, "fake_gcp: only spec.traffic may change; "
+                                    "new revisions come from Cloud Functions")
+        traffic = [{k: v for k, v in target.items()
+                    if k in ("revisionName", "latestRevision", "percent", "tag")}
+                   for target in body["spec"].get("traffic", [])]
+        known = {r.name for r in service.revisions}
+        unknown = [t["revisionName"] for t in traffic
+                   if not t.get("latestRevision") and t.get("revisionName") not in known]
+        if unknown:
+            return 400, _error(400, f"Revision {unknown[0]} does not exist")
+        if sum(t.get("percent", 0) for t in traffic) != 100:
+            return 400, _error(400, "Traffic targets' percents must add up to 100")
+        tags = [t["tag"] for t in traffic if t.get("tag")]
+        if len(tags) != len(set(tags)):
+            return 400, _error(400, f"Traffic tags must be unique, got {tags}")
+        service.traffic = traffic
+        service.generation += 1
+        self._log_traffic(service)
+        return 200, self._knative_service(service)
+
+    def list_revisions(self, request, project):
+        selector = request.query.get("labelSelector", [""])[0]
+        match = re.fullmatch(rf"{re.escape(SERVICE_LABEL)}\s*=\s*(\S+)", selector)
+        if not match:
+            return 400, _error(400, f"fake_gcp: unsupported labelSelector {selector!r}")
+        service = self._service(request, project, match[1])
+        revisions = [] if service is None else [
+            self._knative_revision(service, r) for r in reversed(service.revisions)]
+        return 200, {"apiVersion": "serving.knative.dev/v1", "kind": "RevisionList",
+                     "metadata": {}, "items": revisions}
+
+    def _log_traffic(self, service: Service):
+        self.traffic_log.append((len(self.requests) - 1, service.name, service.shares()))
+
+    def _knative_service(self, service: Service) -> dict:
+        url = f"{self.url}/fn/{service.name}"
+        status_traffic = []
+        for target in service.traffic:
+            entry = {"revisionName": target.get("revisionName") or service.latest}
+            for key in ("percent", "latestRevision", "tag"):
+                if target.get(key):  # proto3 JSON leaves out zeros and false
+                    entry[key] = target[key]
+            if target.get("tag"):
+                entry["url"] = f"{self.url}/fn/{target['tag']}{TAG_SEPARATOR}{service.name}"
+            status_traffic.append(entry)
+        ready = [{"type": t, "status": "True", "lastTransitionTime": _timestamp(EPOCH)}
+                 for t in ("Ready", "ConfigurationsReady", "RoutesReady")]
+        return {
+            "apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": service.name, "namespace": PROJECT_NUMBER,
+                         "generation": service.generation,
+                         "labels": {"cloud.googleapis.com/location": service.region},
+                         "creationTimestamp": _timestamp(service.revisions[0].created)},
+            "spec": {"template": {"metadata": {"name": service.latest},
+                                  "spec": {"containers": [{"image": _image(service)}]}},
+                     "traffic": service.traffic},
+            # The fake's Cloud Run reconciles at once: the status is already the new one.
+            "status": {"observedGeneration": service.generation, "conditions": ready,
+                       "latestCreatedRevisionName": service.latest,
+                       "latestReadyRevisionName": service.latest,
+                       "traffic": status_traffic, "url": url, "address": {"url": url}},
+        }
+
+    def _knative_revision(self, service: Service, revision: Revision) -> dict:
+        # Active: whether it serves traffic (the ACTIVE column of `gcloud run revisions list`).
+        serving = revision.name in service.shares()
+        conditions = [{"type": "Ready", "status": "True"},
+                      {"type": "Active", "status": "True" if serving else "False"}]
+        return {
+            "apiVersion": "serving.knative.dev/v1", "kind": "Revision",
+            "metadata": {"name": revision.name, "namespace": PROJECT_NUMBER, "generation": 1,
+                         "creationTimestamp": _timestamp(revision.created),
+                         "labels": {SERVICE_LABEL: service.name,
+                                    "serving.knative.dev/configuration": service.name,
+                                    "cloud.googleapis.com/location": service.region}},
+            "spec": {"containers": [{"image": _image(service)}]},
+            "status": {"observedGeneration": 1, "conditions": conditions},
+        }
+
+    def create_sink(self, request, project):
+        sink = request.json()
+        if sink["name"] in self.sinks:
+            return 409, _error(409, f"Sink {sink['name']} already exists")
+        sink.update(writerIdentity=LOGGING_WRITER, createTime="2026-01-01T00:00:00Z")
+        self.sinks[sink["name"]] = sink
+        return 200, sink
+
+    def get_sink(self, request, project, name):
+        if name not in self.sinks:
+            return 404, _error(404, f"Sink {name} does not exist")
+        return 200, self.sinks[name]
+
+    def list_entries(self, request):
+        """Entries matching the filter, newest first, in one page."""
+        body = request.json()
+        try:
+            found = [e for e in self.entries if matches(body.get("filter", ""), e)]
+        except ValueError as e:
+            return 400, _error(400, str(e))
+        return 200, {"entries": sorted(found, key=lambda e: e["timestamp"], reverse=True)}
+
     ROUTES = [
         ("GET", FUNCTION + r"/(?P<name>[^/:]+)", get_function),
         ("PATCH", FUNCTION + r"/(?P<name>[^/:]+)", patch_function),
@@ -212,6 +432,12 @@ class FakeGoogleCloud:
          get_run_policy),
         ("POST", r"/v1/(?P<service>projects/[^/]+/locations/[^/]+/services/[^/]+):setIamPolicy",
          set_run_policy),
+        ("GET", KNATIVE + r"/services/(?P<name>[^/]+)", get_service),
+        ("PUT", KNATIVE + r"/services/(?P<name>[^/]+)", replace_service),
+        ("GET", KNATIVE + r"/revisions", list_revisions),
+        ("POST", r"/v2/projects/(?P<project>[^/]+)/sinks", create_sink),
+        ("GET", r"/v2/projects/(?P<project>[^/]+)/sinks/(?P<name>[^/]+)", get_sink),
+        ("POST", r"/v2/entries:list", list_entries),
     ]
 
     # --- Cloud Run's front end for the deployed function ----------------------------------
@@ -221,13 +447,41 @@ class FakeGoogleCloud:
         return any(b["role"] == INVOKER and "allUsers" in b.get("members", [])
                    for b in self.policies.get(service, {}).get("bindings", []))
 
-    def allowed(self, name: str, authorization: str | None) -> bool:
-        """Whether the caller may invoke: anyone if allUsers may, else a valid identity token."""
+    def destination(self, name: str, authorization: str | None):
+        """(status, backend URL) for a call to /fn/NAME or /fn/TAG---NAME: 403 unless allUsers
+        may invoke or the caller bears the identity token, 404 for an unknown name or tag."""
+        tag, _, function_name = name.rpartition(TAG_SEPARATOR)
         for key, function in self.functions.items():
-            if key.endswith(f"/functions/{name}"):
-                return (self.public(function["serviceConfig"]["service"])
-                        or authorization == f"Bearer {self.id_token}")
-        return False
+            if key.endswith(f"/functions/{function_name}"):
+                service_key = function["serviceConfig"]["service"]
+                if not (self.public(service_key) or authorization == f"Bearer {self.id_token}"):
+                    return 403, ""
+                service = self.services[service_key]
+                revision = service.tagged(tag) if tag else service.serving()
+                if revision is None:
+                    return 404, ""
+                return 200, service.revision(revision).backend
+        return 404, ""
+
+
+# One comparison of Cloud Logging's query language: a field path, = or >=, a quoted value.
+FILTER_TERM = re.compile(r'\s*\(*\s*([\w.]+)\s*(>=|=)\s*"([^"]*)"\s*\)*\s*')
+
+
+def matches(log_filter: str, entry: dict) -> bool:
+    """Whether a LogEntry matches a filter of comparisons joined by AND, the only form the
+    fake reads (anything else is refused, so a document cannot rely on more unnoticed)."""
+    for term in filter(None, log_filter.split(" AND ")):
+        match = FILTER_TERM.fullmatch(term)
+        if not match:
+            raise ValueError(f"fake_gcp cannot evaluate the filter term {term!r}")
+        path, operator, expected = match.groups()
+        value = entry
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None or (value != expected if operator == "=" else str(value) < expected):
+            return False
+    return True
 
 
 def _camel(snake: str) -> str:
@@ -244,6 +498,20 @@ def _copy_field(source: dict, target: dict, path: list):
         target[path[-1]] = source[path[-1]]
     else:
         target.pop(path[-1], None)
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _image(service: Service) -> str:
+    return (f"{service.region}-docker.pkg.dev/{service.project}/gcf-artifacts/"
+            f"{service.name.replace('-', '--')}:version_1")
+
+
+def _not_found(request: Request, project: str, name: str) -> dict:
+    return _error(404, f"Resource '{name}' of kind 'SERVICE' in region "
+                       f"'{_region(request.host)}' in project '{project}' does not exist.")
 
 
 def _error(status: int, message: str) -> dict:
@@ -290,10 +558,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _invoke(self, request: Request, target):
         name, _, rest = target.path.removeprefix("/fn/").partition("/")
-        if not self.state.allowed(name, request.headers.get("authorization")):
+        status, backend = self.state.destination(name, request.headers.get("authorization"))
+        if status == 403:
             return self._send(403, {"error": "Your client does not have permission to get URL "
                                              f"/{rest} from this server."})
-        backend = urlsplit(self.state.backend)
+        if status == 404:
+            return self._send(404, {"error": f"The requested URL /{rest} was not found on "
+                                             "this server."})
+        backend = urlsplit(backend)
         conn = http.client.HTTPConnection(backend.hostname, backend.port, timeout=60)
         try:
             headers = {k: v for k, v in request.headers.items()
@@ -323,4 +595,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _is_fake_host(host: str, url: str) -> bool:
-    return host == urlsplit(url).netloc
+    """This fake's own host, or its regional form (REGION-HOST, as REGION-run.googleapis.com)."""
+    netloc = urlsplit(url).netloc
+    return host == netloc or bool(re.fullmatch(r"[a-z]+-[a-z]+[0-9]+-" + re.escape(netloc), host))
+
+
+def _region(host: str) -> str:
+    """The region of a regional endpoint's host (REGION-HOST)."""
+    match = re.match(r"([a-z]+-[a-z]+[0-9]+)-", host)
+    return match[1] if match else ""

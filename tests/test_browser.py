@@ -13,6 +13,7 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests import oracle
 from harness import ROOT, FunctionServer, free_port
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
@@ -21,7 +22,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-sync"]
 ARTIFACTS = ROOT / "artifacts"
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
-TUTORIAL = {"sepal_length": 3.0, "sepal_width": 2.0, "petal_length": 1.0, "petal_width": 1.0}
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -98,38 +98,40 @@ def test_form_is_built_from_the_metadata(page, site, shop):
     expect(page.locator("#endpoint")).to_have_text(shop.url + "/")
 
 
-def test_keyboard_only_prediction_matches_the_function(page, site, shop):
+@pytest.mark.parametrize("species", oracle.CLASSES)
+def test_keyboard_only_prediction_shows_the_species(page, site, shop, species):
+    flower = dict(zip(oracle.NAMES, oracle.FLOWERS[species]))
     open_page(page, site, shop.url)
     page.locator("input[name=sepal_length]").focus()
-    for name, value in SETOSA.items():  # Tab walks the fields in reading order
+    for name, value in flower.items():  # Tab walks the fields in reading order
         expect(page.locator(f"input[name={name}]")).to_be_focused()
         page.keyboard.type(str(value))
         page.keyboard.press("Tab")
     expect(page.get_by_role("button", name="Predict species")).to_be_focused()
     page.keyboard.press("Enter")
 
-    truth = shop.call("POST", SETOSA).json()
-    expect(page.locator("#species")).to_have_text(truth["species"])
+    expect(page.locator("#species")).to_have_text(species)
+    (probabilities,) = oracle.probabilities([oracle.FLOWERS[species]])  # scikit-learn's
     rows = page.locator("#bars li")
-    expect(rows).to_have_count(len(truth["probabilities"]))
-    for row, (name, p) in zip(rows.all(), truth["probabilities"].items()):
+    expect(rows).to_have_count(len(oracle.CLASSES))
+    for row, name in zip(rows.all(), oracle.CLASSES):
+        p = probabilities[name]
         expect(row.locator(".bar-name")).to_have_text(name)
         expect(row.locator(".bar-value")).to_have_text(percent(p))
         width = row.locator(".bar-fill").evaluate("fill => parseFloat(fill.style.width)")
-        assert width == pytest.approx(p * 100, abs=0.005)
-    expect(page.locator("#bars li.chosen .bar-name")).to_have_text(truth["species"])
+        assert width == pytest.approx(p * 100, abs=0.005)  # the page rounds to 0.01 %
+    expect(page.locator("#bars li.chosen .bar-name")).to_have_text(species)
     expect(page.locator("#warnings")).to_be_hidden()
-    screenshot(page, "prediction")
+    screenshot(page, f"prediction-{species}")
 
 
 def test_out_of_range_values_show_the_warning(page, site, shop):
     open_page(page, site, shop.url)
-    fill(page, TUTORIAL)
+    fill(page, dict(zip(oracle.NAMES, oracle.TUTORIAL)))
     page.get_by_role("button", name="Predict species").click()
-    truth = shop.call("POST", TUTORIAL).json()
-    expect(page.locator("#species")).to_have_text(truth["species"])
-    expect(page.get_by_role("status")).to_contain_text(
-        [w["message"] for w in truth["warnings"]])
+    expect(page.locator("#species")).to_have_text("setosa")
+    expect(page.locator("#warnings")).to_be_visible()
+    expect(page.locator("#warning-list li")).to_have_text([oracle.TUTORIAL_WARNING])
     screenshot(page, "warning")
 
 
@@ -194,4 +196,53 @@ def test_the_page_works_opened_as_a_file(page, live):
     page.goto(f"{(ROOT / 'web' / 'index.html').as_uri()}?api={quote(live.url, safe='')}")
     fill(page, SETOSA)
     page.get_by_role("button", name="Predict species").click()
-    expect(page.locator("#species")).to_have_text(live.call("POST", SETOSA).json()["species"])
+    expect(page.locator("#species")).to_have_text("setosa")
+
+
+# A virginica whose measurements pull both ways: its sepals away from virginica, its petals towards.
+WHY_FLOWER = {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}
+
+
+def test_why_shows_one_signed_bar_per_measurement(page, site, shop):
+    """Signs and lengths from scikit-learn: coef_[k, j] * (x_j - mean_j), the mean of load_iris."""
+    import joblib
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    estimator = joblib.load(ROOT / "model.joblib")
+    x = np.array([list(WHY_FLOWER.values())])
+    k = estimator.predict(x)[0]
+    contributions = (estimator.coef_[k] * (x - load_iris().data.mean(axis=0)))[0]
+    assert (contributions < 0).any() and (contributions > 0).any()  # the flower shows both
+
+    open_page(page, site, shop.url)
+    fill(page, WHY_FLOWER)
+    page.get_by_role("button", name="Predict species").click()
+    species = load_iris().target_names[k]
+    expect(page.locator("#species")).to_have_text(species)
+    expect(page.locator("#why-title")).to_have_text(f"Why {species}: each measurement's pull")
+    rows = page.get_by_role("list", name=f"Why {species}: each measurement's pull") \
+        .get_by_role("listitem")
+    expect(rows).to_have_count(len(WHY_FLOWER))
+    widths = []
+    for row, name, c in zip(rows.all(), WHY_FLOWER, contributions):
+        expect(row.locator(".why-name")).to_have_text(name.replace("_", " ").capitalize())
+        direction = "towards" if c > 0 else "away from"
+        sign = "+" if c > 0 else "\u2212"
+        # What a screen reader says: the signed value and which way it pulls.
+        expect(row.locator(".why-value")).to_have_text(f"{sign}{abs(c):.2f} {direction} {species}")
+        expect(row).to_have_class("why-bar toward" if c > 0 else "why-bar away")
+        fill_box = row.locator(".why-fill").bounding_box()
+        centre = row.locator(".why-track").bounding_box()
+        middle = centre["x"] + centre["width"] / 2
+        if c > 0:  # drawn from the centre line rightwards, or leftwards
+            assert fill_box["x"] == pytest.approx(middle, abs=1)
+        else:
+            assert fill_box["x"] + fill_box["width"] == pytest.approx(middle, abs=1)
+        widths.append(fill_box["width"])
+    # Lengths in proportion to |contribution|, the longest reaching the track's edge;
+    # 0.02 of the longest is a few pixels of layout rounding on a bar ~200 px long.
+    assert max(widths) == pytest.approx(centre["width"] / 2, abs=1)
+    np.testing.assert_allclose(np.array(widths) / max(widths),
+                               np.abs(contributions) / np.abs(contributions).max(), atol=0.02)
+    screenshot(page, "why")

@@ -4,13 +4,13 @@ Nothing leaves the machine: gcloud talks only to tests/fake_gcp.py on loopback (
 overrides, and its proxy, so a request for any other host is caught) with a throwaway config
 and a fake access token. The fake's function URL leads to a real functions-framework server,
 so deploy.sh's smoke test really calls the function, and the uploaded zip is installed into a
-fresh venv and served, as Cloud Build and Cloud Run would.
+fresh venv and served, as Cloud Build and Cloud Run would. tests/test_canary.py rehearses
+--canary, --promote and --rollback.
 """
 
 import io
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.fake_gcp import FakeGoogleCloud
+from tests.rehearsal import (PROJECT, assert_nothing_left_the_machine, deploy, gcloud_env,
+                             plan, smoke_calls)
 from harness import ROOT, FunctionServer, call
 
-PROJECT = "iris-rehearsal"
 TUTORIAL = {"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}
 FUNCTIONS = rf"^/v2/projects/{PROJECT}/locations/[^/]+/functions"
 CREATE = FUNCTIONS + "$"
@@ -38,15 +39,15 @@ DEFAULT_SERVICE_CONFIG = {
     "minInstanceCount": 0, "maxInstanceCount": 3, "timeoutSeconds": 60,
     "allTrafficOnLatestRevision": True,  # a deploy after a rollback serves the new code
     "environmentVariables": {"ALLOWED_ORIGINS": "*", "MAX_BODY_BYTES": "2097152",
-                             "MAX_BATCH_ROWS": "10000", "THREADS": "8",
+                             "MAX_BATCH_ROWS": "10000", "PREDICTION_LOG_SAMPLE": "0",
                              "GOOGLE_CLOUD_PROJECT": PROJECT},
 }
 CUSTOM_SERVICE_CONFIG = {
     "availableMemory": "1Gi", "availableCpu": "2", "maxInstanceRequestConcurrency": 16,
     "minInstanceCount": 1, "maxInstanceCount": 5, "timeoutSeconds": 30,
     "environmentVariables": {"ALLOWED_ORIGINS": "https://shop.example,https://www.shop.example",
-                             "MAX_BODY_BYTES": "65536", "MAX_BATCH_ROWS": "500", "THREADS": "16",
-                             "GOOGLE_CLOUD_PROJECT": PROJECT},
+                             "MAX_BODY_BYTES": "65536", "MAX_BATCH_ROWS": "500",
+                             "PREDICTION_LOG_SAMPLE": "0.05", "GOOGLE_CLOUD_PROJECT": PROJECT},
 }
 # Every setting away from its default: (flag, environment variable, value).
 CUSTOM = [
@@ -62,47 +63,8 @@ CUSTOM = [
     ("--allowed-origins", "ALLOWED_ORIGINS", "https://shop.example,https://www.shop.example"),
     ("--max-body-bytes", "MAX_BODY_BYTES", "65536"),
     ("--max-batch-rows", "MAX_BATCH_ROWS", "500"),
+    ("--prediction-log-sample", "PREDICTION_LOG_SAMPLE", "0.05"),
 ]
-
-
-def gcloud_env(fake: FakeGoogleCloud, home: Path, token: bool = True,
-               project: str | None = PROJECT) -> dict:
-    """The environment for the real gcloud: pointed at the fake, a throwaway config, no Google."""
-    config = home / "gcloud"
-    (config / "configurations").mkdir(parents=True, exist_ok=True)
-    (config / "active_config").write_text("default")
-    (config / "configurations" / "config_default").write_text(
-        f"[core]\nproject = {project}\n" if project else "[core]\n")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CLOUDSDK_", "GOOGLE_")) and not k.lower().endswith("_proxy")}
-    env.update({
-        "CLOUDSDK_CONFIG": str(config),
-        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-        "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
-        "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
-        "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
-        # Everything gcloud sends goes through the fake, which answers only for itself.
-        "CLOUDSDK_PROXY_TYPE": "http",
-        "CLOUDSDK_PROXY_ADDRESS": "127.0.0.1",
-        "CLOUDSDK_PROXY_PORT": fake.url.rsplit(":", 1)[1],
-    })
-    for api in ("CLOUDFUNCTIONS", "RUN", "SERVICEUSAGE", "CLOUDBUILD", "CLOUDRESOURCEMANAGER"):
-        env[f"CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"] = fake.url + "/"
-    if token:
-        (home / "token").write_text("fake-access-token")
-        env["CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"] = str(home / "token")
-    return env
-
-
-def deploy(env: dict, *args: str, repo: Path = ROOT) -> subprocess.CompletedProcess:
-    """Run ./deploy.sh as a user would, from anywhere."""
-    return subprocess.run([str(repo / "deploy.sh"), *args], env=env, cwd="/",
-                          capture_output=True, text=True, timeout=180)
-
-
-def smoke_calls(fake: FakeGoogleCloud) -> list:
-    """The requests that reached the deployed function's URL."""
-    return [r for r in fake.requests if r.path.startswith("/fn/")]
 
 
 def repo_copy(dest: Path) -> Path:
@@ -121,25 +83,6 @@ def bundle_server(bundle: Path, python: str) -> FunctionServer:
     # start of the session compiles scikit-learn and its kin.
     return FunctionServer(source=bundle / "main.py", cwd=bundle, python=python,
                           env={"PYTHONDONTWRITEBYTECODE": ""})
-
-
-def assert_nothing_left_the_machine(fake: FakeGoogleCloud):
-    assert fake.foreign() == [], "gcloud tried to reach a host other than the fake"
-    assert fake.unhandled() == [], "gcloud called an API the fake does not know"
-
-
-@pytest.fixture
-def cloud(live):
-    """A fresh fake Google Cloud whose deployed functions lead to the live local function."""
-    fake = FakeGoogleCloud(backend=live.url).start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def env(cloud, tmp_path):
-    """The rehearsal's environment, with the identity token the fake's front end accepts."""
-    return {**gcloud_env(cloud, tmp_path), "ID_TOKEN": cloud.id_token}
 
 
 @pytest.fixture(scope="session")
@@ -199,17 +142,32 @@ def test_help_needs_nothing(tmp_path):
     assert result.stdout.startswith("Usage: ./deploy.sh")
     for flag, variable, _ in CUSTOM:
         assert flag in result.stdout and f"[{variable}]" in result.stdout
+    for mode in ("--canary PERCENT", "--promote", "--rollback", "--dry-run", "--public"):
+        assert mode in result.stdout
+    assert "[MAX_PROBABILITY_DIFF] (0.05)" in result.stdout
+    # The function serves on functions-framework's ASGI path: THREADS means nothing to it.
+    assert "THREADS" not in result.stdout
 
 
-def test_dry_run_prints_the_command_without_credentials(cloud, tmp_path):
+def functions_deploy(stdout: str) -> list[str]:
+    """The `gcloud functions deploy` command of a --dry-run plan."""
+    (command,) = [c for c in plan(stdout) if c[:3] == ["gcloud", "functions", "deploy"]]
+    return command
+
+
+def test_dry_run_prints_the_plan_without_credentials(cloud, tmp_path):
     result = deploy(gcloud_env(cloud, tmp_path, token=False), "--dry-run")
     assert result.returncode == 0, result.stderr
-    command = shlex.split(result.stdout)
+    describe, command = plan(result.stdout)
+    # First it reads which revision serves, to record it for --rollback.
+    assert describe[:5] == ["gcloud", "run", "services", "describe", "iris-predict"]
     assert command[:4] == ["gcloud", "functions", "deploy", "iris-predict"]
     for arg in ("--gen2", f"--project={PROJECT}", "--region=us-central1", "--runtime=python311",
                 "--entry-point=predict", "--trigger-http", "--source=.", "--max-instances=3",
-                "--no-allow-unauthenticated"):
+                "--no-allow-unauthenticated", "--serve-all-traffic-latest-revision",
+                "--update-labels=rollback-revision=SERVING_REVISION"):
         assert arg in command
+    assert "# Smoke-testing FUNCTION_URL: GET, then POST the tutorial's flower" in result.stdout
     assert cloud.requests == []
 
 
@@ -224,12 +182,13 @@ def test_every_setting_by_flag_or_environment(cloud, tmp_path, form):
             args += [flag, value] if form == "flag value" else [f"{flag}={value}"]
     result = deploy(env, "--dry-run", *args)
     assert result.returncode == 0, result.stderr
-    command = shlex.split(result.stdout)
+    command = functions_deploy(result.stdout)
     assert command[3] == "iris-shop"
     for arg in ("--region=europe-west1", "--runtime=python312", "--memory=1Gi", "--cpu=2",
                 "--concurrency=16", "--min-instances=1", "--max-instances=5", "--timeout=30s",
                 "--set-env-vars=^;^ALLOWED_ORIGINS=https://shop.example,https://www.shop.example"
-                f";MAX_BODY_BYTES=65536;MAX_BATCH_ROWS=500;THREADS=16;GOOGLE_CLOUD_PROJECT={PROJECT}"):
+                ";MAX_BODY_BYTES=65536;MAX_BATCH_ROWS=500;PREDICTION_LOG_SAMPLE=0.05"
+                f";GOOGLE_CLOUD_PROJECT={PROJECT}"):
         assert arg in command
 
 
@@ -239,9 +198,17 @@ def test_every_setting_by_flag_or_environment(cloud, tmp_path, form):
     (["--min-instances", "4", "--max-instances", "2"],
      "--min-instances (4) exceeds --max-instances (2)"),
     (["--allowed-origins", "https://a.example;https://b.example"], "must not contain ';'"),
+    (["--prediction-log-sample", "1.5"], "--prediction-log-sample must be a number from 0 to 1"),
     (["--region"], "--region needs a value"),
     (["--region", "--public"], "--region needs a value"),
     (["--regoin", "europe-west1"], "unknown argument '--regoin'"),
+    (["--canary"], "--canary needs a value"),
+    (["--canary", "0"], "--canary needs a percentage from 1 to 100, got '0'"),
+    (["--canary", "101"], "--canary needs a percentage from 1 to 100, got '101'"),
+    (["--canary", "10", "--promote"], "--canary and --promote cannot go together"),
+    (["--promote", "--rollback"], "--promote and --rollback cannot go together"),
+    (["--max-probability-diff", "1.5"],
+     "--max-probability-diff must be a number from 0 to 1, got '1.5'"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(cloud, env, args, message):
     result = deploy(env, *args)
@@ -302,6 +269,10 @@ def test_deploy_prints_the_url_and_passes_its_smoke_test(first_deploy):
                                                   ("POST", "/fn/iris-predict")]
     assert all(r.headers["authorization"] == f"Bearer {fake.id_token}" for r in calls)
     assert calls[1].json() == TUTORIAL
+    # Nothing served before, so nothing is recorded for --rollback.
+    assert "has no traffic to read (a first deploy?): nothing to record" in result.stderr
+    (create,) = fake.calls("POST", CREATE)
+    assert create.json()["labels"] == {"deployment-tool": "cli-gcloud"}
     assert_nothing_left_the_machine(fake)
 
 
@@ -383,7 +354,11 @@ def test_public_then_private_redeploy_updates_in_place(cloud, env):
     assert len(cloud.calls("POST", CREATE)) == 1  # created once...
     (patch,) = cloud.calls("PATCH", FUNCTIONS + "/iris-predict$")  # ...then updated
     update_mask = set(patch.query["updateMask"][0].split(","))
-    assert {"build_config.source", "service_config.all_traffic_on_latest_revision"} <= update_mask
+    assert {"build_config.source", "service_config.all_traffic_on_latest_revision",
+            "labels"} <= update_mask
+    # The revision that served until now is recorded on the function for --rollback.
+    first_revision = cloud.services[service].revisions[0].name
+    assert patch.json()["labels"]["rollback-revision"] == first_revision
     assert len(cloud.uploads) == 2
     assert not cloud.public(service)  # deploying private again takes allUsers away
     assert call(function["url"], "POST", TUTORIAL).status == 403

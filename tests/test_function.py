@@ -6,8 +6,10 @@ import shutil
 import threading
 
 import pytest
+from starlette.testclient import TestClient
 
 from iris_predict import settings
+from tests import oracle
 
 TUTORIAL = {"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}
 SETOSA = [5.1, 3.5, 1.4, 0.2]
@@ -33,16 +35,15 @@ def test_named_features_give_the_same_answer(client):
     assert client.post("/", json=named).json() == client.post("/", json=TUTORIAL).json()
 
 
-def test_batch_matches_single_answers_in_order(client):
+def test_batch_answers_each_row_in_order(client):
     rows = [VIRGINICA, SETOSA, {"sl": 7.0, "sw": 3.2, "pl": 4.7, "pw": 1.4}]
     body = client.post("/", json={"instances": rows}).json()
     assert body["predictions"] == [2, 0, 1]
     assert body["species"] == ["virginica", "setosa", "versicolor"]
     assert "probabilities" not in body and body["warnings"] == []
     asked = client.post("/", json={"instances": rows, "parameters": {"probabilities": True}})
-    singles = [client.post("/", json=dict(zip(("sl", "sw", "pl", "pw"), r)))
-               .json()["probabilities"] for r in (VIRGINICA, SETOSA, VERSICOLOR)]
-    assert asked.json()["probabilities"] == singles
+    assert oracle.close(asked.json()["probabilities"],
+                        oracle.probabilities([VIRGINICA, SETOSA, VERSICOLOR]))
 
 
 def test_batch_warnings_name_row_and_feature(client):
@@ -109,10 +110,31 @@ def test_json_with_charset_is_fine(client):
     assert reply.status_code == 200
 
 
-def test_body_over_the_limit_is_413_before_parsing(client, monkeypatch):
+def test_body_over_the_limit_is_413_before_it_is_read(app, monkeypatch):
+    """Content-Length alone decides: the body stream fails the test if read before the answer."""
     monkeypatch.setattr(settings, "MAX_BODY_BYTES", 100)
-    reply = client.post("/", content=b"{" * 101, headers={"Content-Type": "application/json"})
-    assert reply.status_code == 413 and "limit of 100" in reply.json()["error"]
+    early_reads = []
+
+    async def body_guarded(scope, receive, send):
+        answered = False
+
+        async def guarded_receive():
+            if scope["type"] == "http" and not answered:
+                early_reads.append(scope["path"])
+            return await receive()
+
+        async def watched_send(message):
+            nonlocal answered
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
+        await app(scope, guarded_receive, watched_send)
+
+    with TestClient(body_guarded, raise_server_exceptions=False) as client:
+        reply = client.post("/", content=b"{" * 101, headers={"Content-Type": "application/json"})
+    assert early_reads == [], "the body was read before the 413"
+    assert reply.status_code == 413
+    assert reply.json() == {"error": "request body is 101 bytes, more than the limit of 100"}
 
 
 def test_cors_any_origin_by_default(client):
@@ -199,3 +221,44 @@ def test_unloadable_model_is_503_and_logged_once(case, client, fresh_model, tmp_
     logged = [r.getMessage() for r in caplog.records if "model unavailable" in r.getMessage()]
     assert len(logged) == 1 and cause in logged[0]
     assert fresh_model.loads == 1
+
+
+ROUTES = [
+    # (path, methods it answers, the field its refusals carry)
+    ("/", "GET, POST, OPTIONS", "error"),
+    ("/v2", "GET, OPTIONS", "error"),
+    ("/v2/health/live", "GET, OPTIONS", "error"),
+    ("/v2/health/ready", "GET, OPTIONS", "error"),
+    ("/v2/models/iris", "GET, OPTIONS", "error"),
+    ("/v2/models/iris/versions/1c442e9f6416/ready", "GET, OPTIONS", "error"),
+    ("/v2/models/iris/infer", "POST, OPTIONS", "error"),
+    ("/invocations", "POST, OPTIONS", "error_code"),
+    ("/ping", "GET, OPTIONS", "error_code"),
+    ("/version", "GET, OPTIONS", "error_code"),
+]
+
+
+@pytest.mark.parametrize("path, allow, field", ROUTES)
+def test_each_path_says_which_methods_it_answers(client, path, allow, field):
+    reply = client.request("PATCH", path)
+    assert reply.status_code == 405 and reply.headers["Allow"] == allow
+    assert field in reply.json()
+    preflight = client.options(path, headers={"Origin": "https://shop.example",
+                                              "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Methods"] == allow
+
+
+@pytest.mark.parametrize("path", ["/predict", "/v1/models/iris:predict", "/v2/models",
+                                  "/v2/models/iris/explain", "/index.html", "/ping/"])
+def test_other_paths_are_404_and_say_what_is_there(client, path):
+    for method in ("GET", "POST"):
+        reply = client.request(method, path, json=TUTORIAL)
+        assert reply.status_code == 404
+        assert "/v2/..." in reply.json()["error"] and "/invocations" in reply.json()["error"]
+
+
+def test_the_tutorials_path_is_unchanged(client):
+    """"/" is still this function's own API, whatever else it now answers."""
+    assert client.post("/", json=TUTORIAL).json()["prediction"] == [0]
+    assert client.get("/").json()["classes"] == ["setosa", "versicolor", "virginica"]

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -114,3 +115,20 @@ def test_missing_model_is_503_json(tmp_path):
             reply = server.call("POST", TUTORIAL_BODY, {"Content-Type": "application/json"})
             assert reply.status == 503 and "unavailable" in reply.json()["error"]
         assert server.output().count("model unavailable") == 1
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GARBAGE / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS hello, on plain HTTP
+])
+def test_bytes_that_are_not_http_get_a_json_400(live, request_bytes):
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"error": "the request is not valid HTTP/1.1"}

@@ -8,10 +8,7 @@ import time
 
 import pytest
 
-from iris_predict import model
-from iris_predict.answers import answer
-from iris_predict.features import ALIASES, NAMES
-from iris_predict.parsing import parse
+from tests import oracle
 from harness import FunctionServer, children, rss_kib
 
 CONNECTIONS = 64
@@ -24,27 +21,34 @@ RSS_TOLERANCE_KIB = 1024
 
 
 def _requests(count: int, seed: int = 7) -> list:
-    """(body bytes, expected answer) pairs: single flowers, batches and BigQuery calls."""
+    """(body bytes, expected answer) pairs: single flowers, batches and BigQuery calls.
+
+    The expected answers are scikit-learn's (tests/oracle.py); warnings are
+    compared without their message, whose text tests/test_function.py pins.
+    """
     rng = random.Random(seed)
-    served = model.get()
 
     def row():
-        return [round(rng.uniform(0.5, 9.5), rng.choice((1, 2, 6))) for _ in NAMES]
+        return [round(rng.uniform(0.5, 9.5), rng.choice((1, 2, 6))) for _ in oracle.NAMES]
 
     pool = []
     for i in range(count):
         kind = i % 4
-        if kind == 0:
-            payload = dict(zip(ALIASES, row()))
-        elif kind == 1:
-            payload = dict(zip(NAMES, row()))
+        if kind in (0, 1):
+            values = row()
+            payload = dict(zip(oracle.ALIASES if kind == 0 else oracle.NAMES, values))
+            expected = oracle.single(values)
         elif kind == 2:
-            payload = {"instances": [row() for _ in range(rng.randint(2, 8))],
-                       "parameters": {"probabilities": rng.random() < 0.5}}
+            rows = [row() for _ in range(rng.randint(2, 8))]
+            with_probabilities = rng.random() < 0.5
+            payload = {"instances": rows, "parameters": {"probabilities": with_probabilities}}
+            expected = oracle.instances(rows, with_probabilities)
         else:
-            payload = {"calls": [row() for _ in range(rng.randint(1, 8))],
-                       "userDefinedContext": {"output": rng.choice(("species", "json"))}}
-        pool.append((json.dumps(payload).encode(), answer(parse(payload), served)))
+            calls = [row() for _ in range(rng.randint(1, 8))]
+            output = rng.choice(("species", "json"))
+            payload = {"calls": calls, "userDefinedContext": {"output": output}}
+            expected = oracle.replies(calls, output)
+        pool.append((json.dumps(payload).encode(), expected))
     return pool
 
 
@@ -62,7 +66,8 @@ async def _client(port: int, jobs, results: list):
                 if name.lower() == "content-length":
                     length = int(value)
             answer_body = await reader.readexactly(length)
-            results.append(status_line.split()[1] == b"200" and json.loads(answer_body) == expected)
+            results.append(status_line.split()[1] == b"200" and oracle.close(
+                oracle.without_messages(json.loads(answer_body)), expected))
     finally:
         writer.close()
 
@@ -81,7 +86,7 @@ def _send(port: int, pool: list, count: int) -> list:
 
 @pytest.fixture(scope="module")
 def pool():
-    """Distinct requests with their answers computed in process by the same model."""
+    """Distinct requests with the answers scikit-learn gives them."""
     return _requests(500)
 
 

@@ -150,3 +150,30 @@ def test_the_cli_keeps_stdout_for_the_answer(tmp_path):
                           env={"MODEL_PATH": str(tmp_path / "gone.joblib"), "PATH": ""})
     assert done.returncode == 1 and done.stdout == ""
     assert "gone.json is missing" in done.stderr
+
+
+PROTOCOLS = [
+    # (method, path, body, headers, protocol the line names)
+    ("POST", "/", SECRET_FLOWER, {}, "native"),
+    ("POST", "/", {"calls": [list(SECRET_VALUES)]}, {}, "bigquery"),
+    ("POST", "/", "sl,sw,pl,pw\n5.13579246,3.24681357,1.97531864,0.28642753\n",
+     {"Content-Type": "text/csv"}, "csv"),
+    ("POST", "/v2/models/iris/infer", {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                                                   "data": list(SECRET_VALUES)}]}, {}, "v2"),
+    ("GET", "/v2/health/ready", None, {}, "v2"),
+    ("POST", "/invocations", {"instances": [list(SECRET_VALUES)]}, {}, "mlflow"),
+    ("GET", "/ping", None, {}, "mlflow"),
+    ("POST", "/invocations", {"instances": [], "inputs": []}, {}, "mlflow"),
+    ("GET", "/nowhere", None, {}, "native"),
+]
+
+
+def test_each_line_names_the_protocol_without_the_clients_data():
+    with FunctionServer() as server:
+        for method, path, body, headers, _ in PROTOCOLS:
+            server.call(method, body, headers, path=path)
+        lines = _request_lines(server, len(PROTOCOLS))
+        output = server.output()
+    assert [line["protocol"] for line in lines] == [p for *_, p in PROTOCOLS]
+    for secret in map(str, SECRET_VALUES):
+        assert secret not in output

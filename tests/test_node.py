@@ -1,20 +1,28 @@
 """The Node.js client (examples/node/) run by real `node` against the live function."""
 
+import http.server
 import json
 import socket
 import subprocess
+import threading
 
 import pytest
 
+from tests import oracle
 from harness import ROOT, free_port
 
 NODE_DIR = ROOT / "examples" / "node"
-FLOWERS = [  # (sl, sw, pl, pw): one textbook flower per species, and one out of range
-    (5.1, 3.5, 1.4, 0.2),
-    (7.0, 3.2, 4.7, 1.4),
-    (6.3, 3.3, 6.0, 2.5),
-    (3.0, 2.0, 1.0, 1.0),
-]
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.test-identity-token"
+# (flower, its species, what the CLI prints on stderr): one known flower of each species, and
+# the tutorial's flower, whose sepal length is below the training range.
+KNOWN = [(oracle.FLOWERS[species], species, "") for species in oracle.CLASSES]
+TUTORIAL = (oracle.TUTORIAL, "setosa", f"warning: {oracle.TUTORIAL_WARNING}\n")
+CERTAIN = {"setosa": 1.0, "versicolor": 0.0, "virginica": 0.0}
+# What the stand-in function answers: a one-flower answer, or a batch answer for "instances".
+STAND_IN_ANSWERS = (
+    {"prediction": [0], "species": "setosa", "probabilities": CERTAIN, "warnings": []},
+    {"predictions": [0], "species": ["setosa"], "probabilities": [CERTAIN], "warnings": []},
+)
 
 
 def node(*args: str) -> subprocess.CompletedProcess:
@@ -39,39 +47,43 @@ def run_module(script: str, url: str):
     return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize("flower", FLOWERS)
-def test_cli_prints_the_functions_species(live, flower):
-    truth = live.call("POST", dict(zip(("sl", "sw", "pl", "pw"), flower))).json()
+def expected(flower: list, species: str) -> dict:
+    """What the client returns for a flower here: its species, scikit-learn's probabilities,
+    and the warning for a value out of the training range (only the tutorial's has one)."""
+    warnings = [{**w, "message": oracle.TUTORIAL_WARNING} for w in oracle.warnings([flower])]
+    return {"species": species, "prediction": oracle.CLASSES.index(species),
+            "probabilities": oracle.probabilities([flower])[0], "warnings": warnings}
+
+
+@pytest.mark.parametrize("flower, species, stderr", KNOWN + [TUTORIAL])
+def test_cli_prints_the_species(live, flower, species, stderr):
     done = cli(live.url, *flower_args(flower))
     assert done.returncode == 0, done.stderr
-    assert done.stdout == truth["species"] + "\n"
-    assert done.stderr == "".join(f"warning: {w['message']}\n" for w in truth["warnings"])
+    assert done.stdout == species + "\n"
+    assert done.stderr == stderr
 
 
 def test_cli_json_is_the_whole_answer(live):
-    flower = FLOWERS[3]
-    truth = live.call("POST", dict(zip(("sl", "sw", "pl", "pw"), flower))).json()
+    flower, species, _ = TUTORIAL
     done = cli(live.url, *flower_args(flower), "--json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"species": truth["species"],
-                                       "prediction": truth["prediction"][0],
-                                       "probabilities": truth["probabilities"],
-                                       "warnings": truth["warnings"]}
+    assert oracle.close(json.loads(done.stdout), expected(flower, species))
 
 
-@pytest.mark.parametrize("sl, sent", [
-    # (what is typed after --sl, what the CLI sends for it)
-    ("five", "five"),    # not a number: sent as typed, so the function names the problem
-    ("-1", -1),
-    ("1e999", "1e999"),  # Infinity in JavaScript; JSON has no such number
+RANGE = "sl must be a number greater than 0 and at most 100 (cm), got"
+
+
+@pytest.mark.parametrize("sl, message", [
+    # (what is typed after --sl, the function's refusal of what the CLI sends for it)
+    ("five", f'{RANGE} string "five"'),    # not a number: sent as typed, named by the function
+    ("-1", f"{RANGE} -1"),
+    ("1e999", f'{RANGE} string "1e999"'),  # Infinity in JavaScript; JSON has no such number
 ])
-def test_cli_shows_the_functions_error(live, sl, sent):
-    refusal = live.call("POST", {"sl": sent, "sw": 3.5, "pl": 1.4, "pw": 0.2})
-    assert refusal.status == 400
+def test_cli_shows_the_functions_error(live, sl, message):
     done = cli(live.url, f"--sl={sl}", "--sw", "3.5", "--pl", "1.4", "--pw", "0.2")
     assert done.returncode == 1
     assert done.stdout == ""
-    assert done.stderr == f"error: {refusal.json()['error']} (HTTP 400)\n"
+    assert done.stderr == f"error: {message} (HTTP 400)\n"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -87,28 +99,24 @@ def test_cli_usage_errors(live, args, message):
 
 def test_cli_unreachable_function():
     url = f"http://127.0.0.1:{free_port()}"
-    done = cli(url, *flower_args(FLOWERS[0]))
+    done = cli(url, *flower_args(oracle.FLOWERS["setosa"]))
     assert done.returncode == 1
     assert done.stderr == f"error: could not reach the iris function at {url}: ECONNREFUSED\n"
 
 
 def test_module_predict_and_predict_many(live):
-    got = run_module("""
+    virginica, setosa, tutorial = (oracle.FLOWERS["virginica"], oracle.FLOWERS["setosa"],
+                                   oracle.TUTORIAL)
+    got = run_module(f"""
         const one = await iris.predict(
-          {sepal_length: 6.3, sepal_width: 3.3, petal_length: 6.0, petal_width: 2.5}, {url});
-        const many = await iris.predictMany([[5.1, 3.5, 1.4, 0.2], [3.0, 2.0, 1.0, 1.0]], {url});
-        console.log(JSON.stringify({one, many}));
+          {json.dumps(dict(zip(oracle.NAMES, virginica)))}, {{url}});
+        const many = await iris.predictMany({json.dumps([setosa, tutorial])}, {{url}});
+        console.log(JSON.stringify({{one, many}}));
     """, live.url)
-    one = live.call("POST", {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0,
-                             "petal_width": 2.5}).json()
-    assert got["one"] == {"species": one["species"], "prediction": one["prediction"][0],
-                          "probabilities": one["probabilities"], "warnings": one["warnings"]}
-    batch = live.call("POST", {"instances": [[5.1, 3.5, 1.4, 0.2], [3.0, 2.0, 1.0, 1.0]],
-                               "parameters": {"probabilities": True}}).json()
-    assert [row["species"] for row in got["many"]] == batch["species"]
-    assert [row["probabilities"] for row in got["many"]] == batch["probabilities"]
-    assert got["many"][0]["warnings"] == []
-    assert got["many"][1]["warnings"] == [w for w in batch["warnings"] if w["row"] == 1]
+    assert oracle.close(got["one"], expected(virginica, "virginica"))
+    tutorial_answer = expected(tutorial, "setosa")
+    tutorial_answer["warnings"] = [{**w, "row": 1} for w in tutorial_answer["warnings"]]
+    assert oracle.close(got["many"], [expected(setosa, "setosa"), tutorial_answer])
 
 
 def test_module_throws_the_functions_error_with_its_status(live):
@@ -122,9 +130,8 @@ def test_module_throws_the_functions_error_with_its_status(live):
                                       message: error.message}));
         }
     """, live.url)
-    refusal = live.call("POST", {"sl": 5.1, "sw": 3.5, "pl": 1.4})
     assert got == {"thrown": True, "name": "IrisError", "status": 400,
-                   "message": refusal.json()["error"]}
+                   "message": "request body is missing pw"}
 
 
 def test_module_gives_up_on_a_function_that_never_answers():
@@ -142,3 +149,62 @@ def test_module_gives_up_on_a_function_that_never_answers():
     assert got == {"status": 0,
                    "message": f"could not reach the iris function at {url}: "
                               "no answer within 300 ms"}
+
+
+@pytest.fixture(scope="module")
+def recorder():
+    """A stand-in function on loopback that records each request's headers."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(dict(self.headers.items()))
+            body = json.dumps(STAND_IN_ANSWERS["instances" in request]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.seen = seen
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+CALLS = {  # the module's functions, called with `options`
+    "predict": "iris.predict({sl: 5.1, sw: 3.5, pl: 1.4, pw: 0.2}, options)",
+    "predictMany": "iris.predictMany([[5.1, 3.5, 1.4, 0.2]], options)",
+}
+
+
+def _headers_received(recorder, how: str, token: str | None) -> dict:
+    """The headers the recorder got when the client called it as `how` says (lower-case names)."""
+    url = f"http://127.0.0.1:{recorder.server_port}"
+    recorder.seen.clear()
+    if how == "cli":
+        done = cli(url, *flower_args(oracle.FLOWERS["setosa"]),
+                   *(["--token", token] if token else []))
+        assert done.returncode == 0, done.stderr
+    else:
+        options = {"url": url, **({"token": token} if token else {})}
+        run_module(f"const options = {json.dumps(options)};\n"
+                   f"await {CALLS[how]};\nconsole.log('{{}}');", url)
+    (headers,) = recorder.seen
+    return {name.lower(): value for name, value in headers.items()}
+
+
+@pytest.mark.parametrize("how", ["predict", "predictMany", "cli"])
+def test_a_token_is_sent_as_a_bearer_authorization(recorder, how):
+    assert _headers_received(recorder, how, TOKEN)["authorization"] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize("how", ["predict", "predictMany", "cli"])
+def test_no_token_no_authorization_header(recorder, how):
+    assert "authorization" not in _headers_received(recorder, how, None)

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from iris_predict import model
@@ -12,6 +11,7 @@ from iris_predict.batch import Batch
 from iris_predict.decoding import decode
 from iris_predict.errors import RequestError as InvalidRequest
 from iris_predict.parsing import parse
+from tests import oracle
 
 # Bounded for CI: a few hundred examples per property, no per-example deadline
 # (the first example loads the model).
@@ -54,44 +54,23 @@ def test_any_bytes_decode_or_give_a_clear_error(body):
 
 @BOUNDED
 @given(row, st.booleans())
-def test_valid_rows_always_predict(values, long_names):
+def test_valid_rows_predict_as_scikit_learn_does(values, long_names):
     flower = dict(zip(NAMES if long_names else ALIASES, values))
     body = answer(parse(flower), model.get())
-    assert body["prediction"][0] in (0, 1, 2)
-    assert body["species"] == ("setosa", "versicolor", "virginica")[body["prediction"][0]]
-    assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    assert oracle.close(oracle.without_messages(body), oracle.single(values))
     json.dumps(body, allow_nan=False)
 
 
 @BOUNDED
 @given(st.lists(row, min_size=1, max_size=20))
-def test_a_batch_answers_like_its_rows_one_by_one(rows):
-    served = model.get()
-    batch = answer(parse({"instances": rows, "parameters": {"probabilities": True}}), served)
-    singles = [answer(parse(dict(zip(ALIASES, r))), served) for r in rows]
-    assert batch["predictions"] == [s["prediction"][0] for s in singles]
-    assert batch["species"] == [s["species"] for s in singles]
-    assert batch["probabilities"] == [s["probabilities"] for s in singles]
-    assert [(w["row"], w["feature"]) for w in batch["warnings"]] == \
-        [(i, w["feature"]) for i, s in enumerate(singles) for w in s["warnings"]]
+def test_a_batch_answers_as_scikit_learn_does(rows):
+    body = answer(parse({"instances": rows, "parameters": {"probabilities": True}}), model.get())
+    assert oracle.close(oracle.without_messages(body), oracle.instances(rows, True))
 
 
 @BOUNDED
 @given(st.lists(st.one_of(row, row.map(lambda r: [None] + r[1:])), max_size=20),
        st.sampled_from(["species", "class", "json"]))
 def test_bigquery_replies_line_up_with_calls(calls, output):
-    served = model.get()
-    replies = answer(parse({"calls": calls, "userDefinedContext": {"output": output}}),
-                     served)["replies"]
-    assert len(replies) == len(calls)
-    for call, reply in zip(calls, replies):
-        if None in call:
-            assert reply is None
-            continue
-        single = answer(parse(dict(zip(ALIASES, call))), served)
-        expected = {"species": single["species"], "class": single["prediction"][0]}
-        if output == "json":
-            assert (reply["class"], reply["probabilities"]) == \
-                (single["prediction"][0], single["probabilities"])
-        else:
-            assert reply == expected[output]
+    body = answer(parse({"calls": calls, "userDefinedContext": {"output": output}}), model.get())
+    assert oracle.close(oracle.without_messages(body), oracle.replies(calls, output))

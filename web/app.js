@@ -1,5 +1,6 @@
 // The iris-predict web page: builds its form from the function's GET metadata,
-// POSTs one flower and draws the answer. Plain browser JavaScript, no build step.
+// POSTs one flower (asking why: ?explain=true) and draws the answer. Plain browser
+// JavaScript, no build step.
 "use strict";
 
 const DEFAULT_API = "http://localhost:8080";
@@ -16,6 +17,8 @@ const page = {
   species: document.getElementById("species"),
   confidence: document.getElementById("confidence"),
   bars: document.getElementById("bars"),
+  whySpecies: document.getElementById("why-species"),
+  why: document.getElementById("why"),
   warnings: document.getElementById("warnings"),
   warningList: document.getElementById("warning-list"),
   endpoint: document.getElementById("endpoint"),
@@ -190,6 +193,8 @@ function showPrediction(answer) {
     return row;
   }));
 
+  showWhy(answer.species, answer.explanations[0]);
+
   page.warningList.replaceChildren(...answer.warnings.map((warning) => {
     const item = document.createElement("li");
     item.textContent = warning.message;
@@ -200,6 +205,47 @@ function showPrediction(answer) {
   page.result.hidden = false;
 }
 
+/** A signed number with two decimals and a real minus sign, as people write it. */
+function signed(x) {
+  const text = Math.abs(x).toFixed(2);
+  if (text === "0.00") return text;
+  return x > 0 ? `+${text}` : `\u2212${text}`;
+}
+
+/**
+ * One bar per measurement, from the centre line: rightwards for a pull towards the
+ * species, leftwards for a pull away, the longest reaching the edge. The number
+ * beside each bar and the words in its label say the same for screen readers.
+ */
+function showWhy(species, explanation) {
+  page.whySpecies.textContent = species;
+  const entries = Object.entries(explanation);
+  const largest = Math.max(...entries.map(([, c]) => Math.abs(c))) || 1;
+  page.why.replaceChildren(...entries.map(([name, c]) => {
+    const row = document.createElement("li");
+    row.className = c >= 0 ? "why-bar toward" : "why-bar away";
+    const caption = document.createElement("span");
+    caption.className = "why-name";
+    caption.textContent = label(name);
+    const track = document.createElement("span");
+    track.className = "why-track";
+    track.setAttribute("aria-hidden", "true");
+    const fill = document.createElement("span");
+    fill.className = "why-fill";
+    fill.style.width = `${((Math.abs(c) / largest) * 50).toFixed(2)}%`;
+    track.append(fill);
+    const value = document.createElement("span");
+    value.className = "why-value";
+    value.textContent = signed(c);
+    const direction = document.createElement("span");
+    direction.className = "visually-hidden";
+    direction.textContent = c >= 0 ? ` towards ${species}` : ` away from ${species}`;
+    value.append(direction);
+    row.append(caption, track, value);
+    return row;
+  }));
+}
+
 function showProblem(error, canRetry = false) {
   page.problemText.textContent = error instanceof Problem
     ? error.message : `Unexpected error: ${error.message}`;
@@ -208,13 +254,20 @@ function showProblem(error, canRetry = false) {
   page.problem.hidden = false;
 }
 
+/** The function's URL asking for explanations too. */
+function explainUrl(api) {
+  const url = new URL(api);
+  url.searchParams.set("explain", "true");
+  return url.href;
+}
+
 async function onSubmit(event, api) {
   event.preventDefault();
   page.form.setAttribute("aria-busy", "true");
   page.predict.disabled = true;
   page.predict.textContent = "Predicting…";
   try {
-    const answer = await callService(api, {
+    const answer = await callService(explainUrl(api), {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(readFlower()),

@@ -1,0 +1,104 @@
+"""MLflow's scoring server protocol: /invocations, /ping, /health and /version.
+
+docs/mlflow.md is the reference. As `mlflow models serve` answers for a
+scikit-learn classifier: a JSON body with exactly one of dataframe_split,
+dataframe_records, instances or inputs (or a CSV table) gets
+{"predictions": [class index, ...]}; errors are {"error_code", "message"}, as
+MLflow's MlflowException serializes them (mlflow/pyfunc/scoring_server).
+"""
+
+from iris_predict import csv_format, decoding, model, parsing, routes
+from iris_predict.batch import Batch, Kind
+from iris_predict.errors import InvalidRequest
+from iris_predict.responses import TEXT, content_response, json_response
+from iris_predict.text import kind, show
+
+MEDIA_TYPES = (decoding.JSON, decoding.CSV)
+DF_SPLIT, DF_RECORDS, INSTANCES, INPUTS = (
+    "dataframe_split", "dataframe_records", "instances", "inputs")
+FORMATS = (DF_SPLIT, DF_RECORDS, INSTANCES, INPUTS)
+PARAMS = "params"  # MLflow's inference parameters; a scikit-learn model takes none
+# MLflow's error codes for our statuses (mlflow/exceptions.py maps them back to these).
+ERROR_CODES = {404: "ENDPOINT_NOT_FOUND", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE"}
+BAD_REQUEST = "BAD_REQUEST"
+
+
+def error_body(message: str, status: int) -> dict:
+    return {"error_code": ERROR_CODES.get(status, BAD_REQUEST), "message": message}
+
+
+async def get(route: routes.Route):
+    """/ping and /health: 200 once the model is loaded (at once, never waiting); /version."""
+    if route.operation == routes.PING:
+        model.loaded()
+        return json_response({"status": "ok"})
+    return content_response((await model.ready()).version, TEXT)
+
+
+def parse(payload) -> Batch:
+    """A scoring request (decoded JSON, or the bytes of a CSV table) as a batch."""
+    if isinstance(payload, bytes):
+        return Batch(Kind.INVOCATIONS, csv_format.matrix(payload))
+    if type(payload) is not dict:
+        raise InvalidRequest(f"the body must be a JSON object with exactly one of the fields "
+                             f"{', '.join(FORMATS)}, got {kind(payload)}")
+    found = [key for key in FORMATS if key in payload]
+    if len(found) != 1:
+        raise InvalidRequest(f"the body must have exactly one of the fields "
+                             f"{', '.join(FORMATS)}; found {', '.join(found) or 'none of them'}")
+    parsing.only_keys(payload, (*found, PARAMS), "request body")
+    if payload.get(PARAMS, {}) != {}:
+        raise InvalidRequest(f"{PARAMS} must be empty: this model takes no parameters")
+    key = found[0]
+    X, _ = parsing.matrix(ROWS[key](payload[key], key), key)
+    return Batch(Kind.INVOCATIONS, X)
+
+
+def answer(batch: Batch, served: model.Model) -> dict:
+    labels, _ = served.predict(batch.X, False)
+    return {"predictions": labels.tolist()}
+
+
+def _split(frame, where: str) -> list:
+    """pandas' to_dict(orient="split"): columns and data (and an index, which is ignored)."""
+    if not isinstance(frame, dict):
+        raise InvalidRequest(f"{where} must be an object with columns and data, got {kind(frame)}")
+    parsing.only_keys(frame, ("columns", "data", "index"), where)
+    data, index = frame.get("data"), frame.get("index", [])
+    if not isinstance(data, list):
+        raise InvalidRequest(f"{where}.data must be an array of rows, got {kind(data)}")
+    if not isinstance(index, list):
+        raise InvalidRequest(f"{where}.index must be an array, got {kind(index)}")
+    if "columns" not in frame:  # no names: the columns are in model.json's order
+        return data
+    columns = frame["columns"]
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) \
+            or len(set(columns)) != len(columns):
+        raise InvalidRequest(f"{where}.columns must be an array of distinct feature names, "
+                             f"got {show(columns)}")
+    rows = []
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise InvalidRequest(f"{where}.data[{i}] must be an array of {len(columns)} values, "
+                                 f"one per column")
+        rows.append(dict(zip(columns, row)))
+    return rows
+
+
+def _rows(rows, where: str) -> list:
+    """Rows as the native API takes them: arrays in model.json's order, or objects by name."""
+    return rows
+
+
+def _inputs(inputs, where: str) -> list:
+    """TF Serving's columnar form, {feature: [values]}, as rows; or rows, as `instances`."""
+    if not isinstance(inputs, dict):
+        return inputs
+    columns = list(inputs.values())
+    if not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) > 1:
+        raise InvalidRequest(f"{where} as columns must map each feature to an array of values, "
+                             "all of the same length")
+    return [dict(zip(inputs, values)) for values in zip(*columns)]
+
+
+ROWS = {DF_SPLIT: _split, DF_RECORDS: _rows, INSTANCES: _rows, INPUTS: _inputs}

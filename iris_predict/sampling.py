@@ -1,0 +1,41 @@
+"""Which answered rows to log for drift reports: a random PREDICTION_LOG_SAMPLE share of them.
+
+Each row is drawn on its own (a batch's rows in one vectorised draw), so a report sees
+served rows, not requests: a 10 000-row batch counts 10 000 times. At the default 0
+nothing is drawn and nothing is logged. docs/drift.md says what a line holds and why
+turning this on is the owner's choice.
+"""
+
+import os
+
+import numpy as np
+
+from iris_predict import logs, model, settings
+from iris_predict.answers import PROBABILITY_DIGITS
+from iris_predict.batch import Batch
+
+RATE = settings.PREDICTION_LOG_SAMPLE
+_rng = np.random.default_rng()  # PCG64, seeded from the operating system
+
+
+def log(batch: Batch, trace_header: str | None = None):
+    """Log a random RATE share of the batch's rows, after they were answered."""
+    if not RATE:
+        return
+    X = batch.X if RATE == 1 else batch.X[_rng.random(len(batch.X)) < RATE]
+    if not len(X):
+        return
+    served = model.get()  # loaded: it has just answered these rows
+    labels, probabilities = served.predict(X, True)
+    # Rounded as the answer rounds them, so a line holds what the client was told.
+    logs.predictions(X, labels, np.round(probabilities, PROBABILITY_DIGITS), served.classes,
+                     trace_header)
+
+
+def _reseed():
+    """A forked worker draws its own rows, not a copy of its parent's sequence."""
+    global _rng
+    _rng = np.random.default_rng()
+
+
+os.register_at_fork(after_in_child=_reseed)
