@@ -20,7 +20,7 @@ PANELS = (
     ("one-flower requests/s", "", lambda r, n: r["warm"][n]["rps"], True),
     ("p99 latency", " ms", lambda r, n: r["warm"][n]["p99_ms"], False),
     ("cold start", " s", lambda r, n: r["cold_start"].get(n, {}).get("median_s"), False),
-    ("memory, process tree", " MiB", lambda r, n: r["memory_mib"][n]["rss"], False),
+    ("memory: RSS, all processes", " MiB", lambda r, n: r["memory_mib"][n]["rss"], False),
 )
 
 

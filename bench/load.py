@@ -146,22 +146,6 @@ class Background:
             raise self.error
 
 
-def post_seconds(url: str, body: bytes, repeat: int) -> float:
-    """Median seconds for one POST of `body` over a kept-alive connection."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    times = []
-    try:
-        for _ in range(repeat):
-            took, status = _post(conn, parts.path or "/", body)
-            times.append(took)
-            if status != 200:
-                raise RuntimeError(f"POST answered {status}")
-    finally:
-        conn.close()
-    return statistics.median(times)
-
-
 def _post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple:
     """(seconds, status) of one JSON POST on a kept-alive connection."""
     start = time.perf_counter()
