@@ -85,7 +85,11 @@ class Server:
                                         stdout=self.log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         if self.wait:
-            self.wait_until_listening()
+            try:
+                self.wait_until_listening()
+            except BaseException:  # `with` will not call __exit__: stop what was started
+                self.__exit__()
+                raise
         return self
 
     def wait_until_listening(self, timeout: float = 60):
