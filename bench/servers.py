@@ -54,7 +54,6 @@ class Spec:
     launch: Callable  # (bin directory, port) -> (argv, extra environment)
     path: str = "/"
     body: bytes = TUTORIAL_BODY
-    cwd: Path = ROOT
     env: dict = field(default_factory=dict)
 
 
@@ -142,7 +141,7 @@ class Server(harness.Server):
 
     def __init__(self, name: str, bin_dir: Path, prefix: tuple = ()):
         spec = SPECS[name]
-        super().__init__(cwd=spec.cwd, wait=False)
+        super().__init__(wait=False)  # the repository root is its working directory
         argv, env = spec.launch(bin_dir, self.port)
         self.command = [*prefix, *argv]
         self.env.update({**env, **spec.env})
