@@ -20,7 +20,7 @@ test: $(VENV)/.installed $(CHROMIUM)
 model: $(VENV)/.installed
 	$(BIN)/python train.py
 
-## bench: benchmark the function beside its references; prints a table, writes bench/results/
+## bench: benchmark the function beside its references and peers (docs/performance.md)
 bench: $(VENV)/.installed
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null 2>&1 \
 		|| echo "wrk could not be installed: using the Python load generator"
@@ -47,4 +47,4 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
 clean:
-	rm -rf $(VENV) .pytest_cache artifacts
+	rm -rf $(VENV) .pytest_cache artifacts bench/.venvs

@@ -1,10 +1,12 @@
-"""Benchmark iris-predict beside its references, measured in the same run.
+"""Benchmark iris-predict beside its references and peers, all measured in the same run.
 
-    python -m bench            # the full run (under 3 minutes), as `make bench`
-    python -m bench --quick    # a tiny configuration, to check the benchmark itself works
+    python -m bench               # the full run, as `make bench` (docs/performance.md)
+    python -m bench --no-peers    # the same without MLflow, BentoML and MLServer
+    python -m bench --quick       # a tiny configuration (seconds), to check the benchmark works
 
-Prints a table and writes every figure to bench/results/<UTC time>.json (and
-latest.json). README "Performance" explains the figures and the targets.
+Prints a table with each figure beside its same-run reference and the targets,
+writes every figure to bench/results/<UTC time>.json and latest.json, and draws
+the chart (docs/bench.svg in a full run with its peers; the results folder always).
 """
 
 import argparse
@@ -12,99 +14,269 @@ import contextlib
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from bench import inprocess, load
-from bench.servers import SERVERS, TUTORIAL_BODY, Server, cold_start
+from bench import chart, inprocess, load, report, venvs
+from bench.bodies import batch_bodies
+from bench.servers import (ASGI_HELLO, FLASK_HELLO, FUNCTION, INLINE, LAZY, MLFLOW, PEER_NAMES,
+                           PROTOCOL_VARIANTS, SPECS, STACK_VARIANTS, TUTORIAL, Server,
+                           save_mlflow_model)
+from harness import ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FULL = {"cold_runs": 6, "baseline_cold_runs": 2, "warm_seconds": 2, "warm_rounds": 3,
-        "connections": (1, 8), "batch_rows": (1, 100, 1000, 10000), "batch_repeat": 100,
-        "inprocess_seconds": 1.0}
-QUICK = {"cold_runs": 1, "baseline_cold_runs": 1, "warm_seconds": 1, "warm_rounds": 1,
-         "connections": (1, 8), "batch_rows": (1, 100), "batch_repeat": 3,
-         "inprocess_seconds": 0.02}
-TARGETS = {"warm_rps_ratio": 0.95, "cold_start_ratio": 1.05, "rows_per_s_1000": 300_000,
-           "peak_rss_mib": 160}
+CHART = ROOT / "docs" / "bench.svg"
+# Cold starts: the function, the references its targets name, and the peers.
+COLD = (FUNCTION, FLASK_HELLO, ASGI_HELLO, TUTORIAL, LAZY)
+# Warm load: those, plus reference (b) on other HTTP parsers and event loops, and the
+# function asked in its peers' protocols.
+WARM = (FUNCTION, FLASK_HELLO, ASGI_HELLO, *STACK_VARIANTS, TUTORIAL, LAZY, *PROTOCOL_VARIANTS)
+FULL = {"cold_runs": 5, "warm_seconds": 2, "warm_rounds": 5, "connections": 8,
+        "batch_rows": (1, 100, 1000, 10000), "batch_seconds": 1, "batch_rounds": 3,
+        "stall_connections": (2, 8), "stall_seconds": 2, "stall_rounds": 5,
+        "concurrency": (1, 2, 4, 8, 16, 32, 64), "concurrency_seconds": 2,
+        "concurrency_rounds": 3, "mix_rows": 1000, "mix_every": 100,
+        "big_rows": 10000, "inprocess_seconds": 1.0}
+QUICK = {**FULL, "cold_runs": 1, "warm_seconds": 1, "warm_rounds": 1,
+         "batch_rows": (1, 1000), "batch_rounds": 1, "stall_connections": (2,),
+         "stall_seconds": 1, "stall_rounds": 1, "concurrency": (1, 8),
+         "concurrency_seconds": 1, "concurrency_rounds": 1, "inprocess_seconds": 0.02}
 
 
-def cold_starts(config: dict) -> dict:
-    """Median seconds from spawn to first 200, the servers interleaved run by run.
+class Bench:
+    """One run: the venvs, the servers that can run, and why the others cannot."""
 
-    The tutorial baseline, there for the record, gets fewer runs to keep the whole under 3 minutes.
-    """
-    cold_start("lazy joblib")  # warm the page cache; not counted
-    names = list(SERVERS)
+    def __init__(self, config: dict, peers: bool, quick: bool):
+        self.config = config
+        self.unavailable = {}
+        if quick:  # this interpreter's venv: creating venvs takes minutes
+            self.bins = {"project": Path(sys.executable).parent}
+        else:
+            self.bins = {}
+            needed = ["project"] + ([SPECS[name].venv for name in PEER_NAMES] if peers else [])
+            for venv, found in venvs.ensure(needed).items():
+                self.bins[venv] = found
+        self.peers = []
+        for name in PEER_NAMES if peers else ():
+            found = self.bins.get(SPECS[name].venv)
+            if isinstance(found, venvs.Unavailable):
+                self.drop(name, str(found))
+            else:
+                self.peers.append(name)
+        if MLFLOW in self.peers:
+            self.attempt(MLFLOW, lambda: save_mlflow_model(self.bins["mlflow"]))
+
+    def server(self, name: str, prefix: tuple = ()) -> Server:
+        return Server(name, self.bins[SPECS[name].venv], prefix)
+
+    def drop(self, name: str, why: str):
+        """A peer that cannot run here: say why, and go on without it."""
+        say(f"{name} left out: {why}")
+        self.unavailable[name] = why
+        if name in self.peers:
+            self.peers.remove(name)
+
+    def attempt(self, name: str, fn):
+        """fn(); for a peer, a failure drops it (and returns None) instead of ending the run."""
+        if name not in PEER_NAMES:
+            return fn()
+        try:
+            return fn()
+        except Exception as e:  # any failure of a peer: it is theirs, not ours to debug
+            self.drop(name, f"{type(e).__name__}: {e}")
+            return None
+
+
+def cold_starts(bench: Bench) -> dict:
+    """Median seconds from spawn to first 200, servers interleaved in rotating order."""
+    names = list(COLD) + bench.peers
+    with bench.server(FUNCTION) as server:
+        server.first_200()  # warm the page cache; not counted
     times = {name: [] for name in names}
-    for run in range(config["cold_runs"]):
+    for run in range(bench.config["cold_runs"]):
         for name in names[run % len(names):] + names[:run % len(names)]:  # no favoured slot
-            if name != "tutorial baseline" or len(times[name]) < config["baseline_cold_runs"]:
-                times[name].append(cold_start(name))
+            if name in bench.unavailable:
+                continue
+            measured = bench.attempt(name, lambda: cold_start(bench.server(name)))
+            if measured is not None:
+                times[name].append(measured)
     return {name: {"median_s": statistics.median(wall for wall, _ in t),
                    "median_cpu_s": statistics.median(cpu for _, cpu in t),
                    "runs_s": [wall for wall, _ in t], "runs_cpu_s": [cpu for _, cpu in t]}
-            for name, t in times.items()}
+            for name, t in times.items() if name not in bench.unavailable}
 
 
-def warm(servers: dict, config: dict) -> dict:
-    """Requests/s and latency per server and concurrency; servers alternate round by round."""
-    runs = {(name, c): [] for name in servers for c in config["connections"]}
+def cold_start(server: Server) -> tuple:
+    """(wall seconds, CPU seconds of the process tree) from spawn to the first 200."""
+    with server:
+        return server.first_200(), server.cpu_seconds()
+
+
+def warm(bench: Bench, servers: dict) -> dict:
+    """Requests/s, latency and CPU per request at the configured connections.
+
+    Servers alternate round by round, so that a noisy moment hits them all alike.
+    """
+    config = bench.config
+    runs = {name: [] for name in servers}
     for _ in range(config["warm_rounds"]):
-        for c in config["connections"]:
-            for name, server in servers.items():
-                runs[name, c].append(load.run(server.url, TUTORIAL_BODY, c, config["warm_seconds"]))
-    result = {}
-    for (name, c), rounds in runs.items():
-        result.setdefault(name, {})[str(c)] = {
-            key: statistics.median(r[key] for r in rounds) for key in ("rps", "p50_ms", "p99_ms")}
-    return result
+        for name, server in list(servers.items()):
+            if name in bench.unavailable:
+                continue
+            measured = bench.attempt(name, lambda: load_with_cpu(server, config))
+            if measured is not None:
+                runs[name].append(measured)
+    return {name: medians(rounds) for name, rounds in runs.items()
+            if name not in bench.unavailable}
 
 
-def batch_bodies(rows: int) -> dict:
-    """`instances` and `calls` bodies of random flowers inside the training ranges."""
-    rng = np.random.default_rng(rows)
-    X = np.round(rng.uniform([4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5], size=(rows, 4)), 1)
-    return {"instances": json.dumps({"instances": X.tolist()}).encode(),
-            "calls": json.dumps({"calls": X.tolist()}).encode()}
+def load_with_cpu(server: Server, config: dict) -> dict:
+    """load.run(), plus the server's CPU time per request (µs): its cost whatever else runs."""
+    cpu = server.cpu_seconds()
+    measured = load.run(server.endpoint, server.spec.body, config["connections"],
+                        config["warm_seconds"])
+    measured["cpu_us"] = (server.cpu_seconds() - cpu) / measured["requests"] * 1e6
+    return measured
 
 
-def batches(servers: dict, config: dict) -> dict:
-    """Rows/s per batch size and shape; hello world gets the same body as the reference."""
+def medians(rounds: list) -> dict:
+    return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+
+
+def batches(bench: Bench, servers: dict) -> dict:
+    """Rows/s for each batch size and shape, one connection; reference (b) gets the same body."""
+    config = bench.config
+    runs = {}
+    for _ in range(config["batch_rounds"]):
+        for rows in config["batch_rows"]:
+            for shape, body in batch_bodies(rows).items():
+                for name in (FUNCTION, ASGI_HELLO):
+                    measured = load.run(servers[name].endpoint, body, 1, config["batch_seconds"])
+                    runs.setdefault((shape, rows, name), []).append(measured["rps"] * rows)
     result = {}
     for rows in config["batch_rows"]:
-        repeat = min(config["batch_repeat"], max(5, 10_000 // rows))
         for shape, body in batch_bodies(rows).items():
-            seconds = {name: load.post_seconds(servers[name].url, body, repeat)
-                       for name in ("iris-predict", "hello world")}
             result[f"{shape} {rows}"] = {
                 "rows": rows, "bytes": len(body),
-                "rows_per_s": rows / seconds["iris-predict"],
-                "hello_rows_per_s": rows / seconds["hello world"]}
+                "rows_per_s": statistics.median(runs[shape, rows, FUNCTION]),
+                "hello_rows_per_s": statistics.median(runs[shape, rows, ASGI_HELLO])}
     return result
 
 
-def run(config: dict) -> dict:
-    started = time.perf_counter()
-    results = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
-               "machine": machine(), "load_tool": load.tool()}
-    results["cold_start"] = cold_starts(config)
-    with contextlib.ExitStack() as stack:
-        servers = {name: stack.enter_context(Server(name))
-                   for name in ("iris-predict", "hello world", "tutorial baseline")}
+@contextlib.contextmanager
+def pinned():
+    """The server's taskset prefix for one CPU, while this process (and wrk) runs on another.
+
+    On a machine with one CPU, nothing is pinned: the prefix is empty.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or not shutil.which("taskset"):
+        yield (), None
+        return
+    os.sched_setaffinity(0, {cpus[1]})  # threads and processes started from here inherit it
+    try:
+        yield ("taskset", "-c", str(cpus[0])), cpus[:2]
+    finally:
+        os.sched_setaffinity(0, set(cpus))
+
+
+def stall(bench: Bench) -> dict:
+    """One-flower latency alone and while another client posts 10,000-row batches back to back.
+
+    For the function as shipped (big batches answered on a worker thread) and with
+    every batch answered on the event loop; the server on one CPU, the clients on another.
+    """
+    config = bench.config
+    big = batch_bodies(config["big_rows"])["instances"]
+    runs = {}
+    with pinned() as (prefix, cpus), contextlib.ExitStack() as stack:
+        servers = {name: stack.enter_context(bench.server(name, prefix))
+                   for name in (FUNCTION, INLINE)}
         for server in servers.values():
             server.first_200()
-        results["warm"] = warm(servers, config)
-        results["batch"] = batches(servers, config)
-        results["peak_rss_mib"] = {name: s.peak_rss_mib() for name, s in servers.items()}
-        results["master_rss_mib"] = {name: s.master_rss_mib() for name, s in servers.items()}
-    results["inprocess_us"] = inprocess.measure(config["inprocess_seconds"])
+        for _ in range(config["stall_rounds"]):
+            for c in config["stall_connections"]:
+                for name, server in servers.items():
+                    body, seconds = server.spec.body, config["stall_seconds"]
+                    runs.setdefault((name, c, "alone"), []).append(
+                        load.run(server.endpoint, body, c, seconds))
+                    with load.Background(server.endpoint, big) as batches_:
+                        measured = load.run(server.endpoint, body, c, seconds)
+                    measured["batch_rows_per_s"] = batches_.sent * config["big_rows"] / \
+                        batches_.seconds
+                    runs.setdefault((name, c, "with batches"), []).append(measured)
+    result = {"cpus": cpus}
+    for (name, c, case), rounds in runs.items():
+        result.setdefault(name, {}).setdefault(str(c), {})[case] = medians(rounds)
+    return result
+
+
+def concurrency(bench: Bench) -> dict:
+    """p50/p99 and requests/s against concurrency, the server pinned to one CPU.
+
+    One-flower requests alone, and a mix where every mix_every-th request is a
+    mix_rows-row batch.
+    """
+    config = bench.config
+    big = batch_bodies(config["mix_rows"])["instances"]
+    runs = {}
+    with pinned() as (prefix, cpus), bench.server(FUNCTION, prefix) as server:
+        server.first_200()
+        for _ in range(config["concurrency_rounds"]):
+            for c in config["concurrency"]:
+                seconds = config["concurrency_seconds"]
+                runs.setdefault(("one flower", c), []).append(
+                    load.run(server.endpoint, server.spec.body, c, seconds))
+                runs.setdefault(("mix", c), []).append(load.run(
+                    server.endpoint, server.spec.body, c, seconds, big, config["mix_every"]))
+    result = {"cpus": cpus}
+    for (case, c), rounds in runs.items():
+        result.setdefault(case, {})[str(c)] = medians(rounds)
+    return result
+
+
+def run(bench: Bench) -> dict:
+    started = time.perf_counter()
+    config = bench.config
+    results = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
+               "machine": machine(), "load_tool": load.tool()}
+    say(f"cold starts: {config['cold_runs']} rounds")
+    results["cold_start"] = cold_starts(bench)
+    say(f"warm load: {config['warm_rounds']} rounds of {config['warm_seconds']} s per server; "
+        "then batches")
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for name in list(WARM) + bench.peers:
+            server = stack.enter_context(bench.server(name))
+            if bench.attempt(name, server.first_200) is not None:
+                servers[name] = server
+        results["warm"] = warm(bench, servers)
+        results["memory_mib"] = {name: s.memory_mib() for name, s in servers.items()
+                                 if name not in bench.unavailable}
+        results["batch"] = batches(bench, servers)
+        results["peak_rss_mib"] = {name: servers[name].peak_rss_mib()
+                                   for name in (FUNCTION, FLASK_HELLO, ASGI_HELLO)}
+    say("one-flower latency under 10,000-row batches")
+    results["stall"] = stall(bench)
+    say("concurrency, the server on one CPU")
+    results["concurrency"] = concurrency(bench)
+    say("in-process stages")
+    results["inprocess"] = inprocess.measure_in(bench.bins["project"],
+                                                config["inprocess_seconds"])
+    results["unavailable"] = bench.unavailable
+    results["versions"] = {venv: venvs.versions(venv) for venv, found in bench.bins.items()
+                           if not isinstance(found, venvs.Unavailable) and venv != "project"}
     results["seconds"] = time.perf_counter() - started
     return results
+
+
+def say(text: str):
+    """Progress, on stderr: a full run takes minutes."""
+    print(f"bench: {text}", file=sys.stderr, flush=True)
 
 
 def machine() -> dict:
@@ -115,101 +287,34 @@ def machine() -> dict:
             "load_average": os.getloadavg()}
 
 
-def table(r: dict) -> str:
-    """The results as a Markdown table: each figure beside its same-run reference."""
-    cold, warm_, rss, ip = r["cold_start"], r["warm"], r["peak_rss_mib"], r["inprocess_us"]
-    rows = [("measure", "iris-predict", "reference (same run)", "ratio", "target")]
-
-    def add(measure, ours, ref, ratio, target=""):
-        rows.append((measure, ours, ref, f"{ratio:.2f}x" if ratio is not None else "", target))
-
-    c = {name: v["median_s"] for name, v in cold.items()}
-    add("cold start, spawn to first 200", f"{c['iris-predict']:.2f} s",
-        f"lazy joblib {c['lazy joblib']:.2f} s", c["iris-predict"] / c["lazy joblib"],
-        f"<= {TARGETS['cold_start_ratio']}x")
-    cpu = {name: v["median_cpu_s"] for name, v in cold.items()}
-    add("cold start CPU time (master + worker)", f"{cpu['iris-predict']:.2f} s",
-        f"lazy joblib {cpu['lazy joblib']:.2f} s", cpu["iris-predict"] / cpu["lazy joblib"])
-    add("cold start vs hello world", f"{c['iris-predict']:.2f} s",
-        f"hello world {c['hello world']:.2f} s", c["iris-predict"] / c["hello world"])
-    add("cold start, tutorial baseline", f"{c['tutorial baseline']:.2f} s",
-        f"iris-predict {c['iris-predict']:.2f} s", c["tutorial baseline"] / c["iris-predict"])
-    for conns, ours in warm_["iris-predict"].items():
-        hello, base = warm_["hello world"][conns], warm_["tutorial baseline"][conns]
-        add(f"warm requests/s, {conns} connection(s)", f"{ours['rps']:.0f}",
-            f"hello world {hello['rps']:.0f}", ours["rps"] / hello["rps"],
-            f">= {TARGETS['warm_rps_ratio']}x")
-        add(f"latency p50 / p99, {conns} connection(s)",
-            f"{ours['p50_ms']:.2f} / {ours['p99_ms']:.2f} ms",
-            f"hello world {hello['p50_ms']:.2f} / {hello['p99_ms']:.2f} ms",
-            ours["p50_ms"] / hello["p50_ms"])
-        add(f"tutorial baseline requests/s, {conns} connection(s)", f"{base['rps']:.0f}",
-            f"iris-predict {ours['rps']:.0f}", base["rps"] / ours["rps"])
-    for name, b in r["batch"].items():
-        target = f">= {TARGETS['rows_per_s_1000']:,}" if name == "instances 1000" else ""
-        add(f"batch rows/s, {name} rows", f"{b['rows_per_s']:,.0f}",
-            f"hello world, same body {b['hello_rows_per_s']:,.0f}",
-            b["rows_per_s"] / b["hello_rows_per_s"], target)
-    add("peak RSS of the worker (VmHWM)", f"{rss['iris-predict']:.0f} MiB",
-        f"hello world {rss['hello world']:.0f} MiB", rss["iris-predict"] / rss["hello world"],
-        f"<= {TARGETS['peak_rss_mib']} MiB")
-    add("peak RSS, tutorial baseline", f"{rss['tutorial baseline']:.0f} MiB",
-        f"iris-predict {rss['iris-predict']:.0f} MiB",
-        rss["tutorial baseline"] / rss["iris-predict"])
-    add("in-process handler, one flower", f"{ip['handler_us']:.0f} us",
-        f"hello world {ip['hello_handler_us']:.0f} us", ip["handler_us"] / ip["hello_handler_us"])
-    for stage in ("parse", "validate", "predict", "serialize"):
-        add(f"  {stage}", f"{ip[stage + '_us']:.1f} us", f"handler {ip['handler_us']:.0f} us",
-            ip[stage + "_us"] / ip["handler_us"])
-    add("  predict vs sklearn predict + predict_proba", f"{ip['predict_us']:.1f} us",
-        f"sklearn {ip['sklearn_predict_us']:.0f} us", ip["predict_us"] / ip["sklearn_predict_us"])
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |"
-             for row in rows]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
-def verdicts(r: dict) -> dict:
-    """Each target: the measured figure and whether it holds."""
-    cold = r["cold_start"]
-    figures = {
-        "cold_start_ratio": cold["iris-predict"]["median_s"] / cold["lazy joblib"]["median_s"],
-        "warm_rps_ratio": min(ours["rps"] / r["warm"]["hello world"][c]["rps"]
-                              for c, ours in r["warm"]["iris-predict"].items()),
-        "peak_rss_mib": r["peak_rss_mib"]["iris-predict"],
-    }
-    if "instances 1000" in r["batch"]:
-        figures["rows_per_s_1000"] = r["batch"]["instances 1000"]["rows_per_s"]
-    lower_is_better = ("cold_start_ratio", "peak_rss_mib")
-    return {name: {"figure": figure, "target": TARGETS[name],
-                   "met": figure <= TARGETS[name] if name in lower_is_better
-                   else figure >= TARGETS[name]}
-            for name, figure in figures.items()}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a tiny configuration (seconds)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny configuration (seconds); no peers, no venvs created")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="leave out MLflow, BentoML and MLServer (and their venvs)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="directory for the JSON")
     args = parser.parse_args(argv)
-    results = run(QUICK if args.quick else FULL)
-    results["targets"] = verdicts(results)
+    # Stopped (SIGTERM), the run unwinds: every server it started is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    bench = Bench(QUICK if args.quick else FULL, peers=not (args.quick or args.no_peers),
+                  quick=args.quick)
+    results = run(bench)
+    results["targets"] = report.verdicts(results)
     args.output.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     text = json.dumps(results, indent=2)
     for name in (f"{stamp}.json", "latest.json"):
         (args.output / name).write_text(text)
-    m = results["machine"]
-    print(f"\n{m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, load average "
-          f"{m['load_average'][0]:.1f} at the end; load tool {results['load_tool']}; "
-          f"{results['seconds']:.0f} s\n")
-    print(table(results))
+    svg = chart.draw(results)
+    # The committed chart shows a full run with its peers, nothing less.
+    charts = [args.output / "latest.svg"] + ([] if args.quick or args.no_peers else [CHART])
+    for path in charts:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(svg)
     print()
-    for name, v in results["targets"].items():
-        print(f"{'met' if v['met'] else 'NOT MET'}: {name} = {v['figure']:,.2f} "
-              f"(target {v['target']:,})")
-    print(f"\nJSON: {args.output / 'latest.json'}")
+    print(report.render(results))
+    print(f"\nJSON: {args.output / 'latest.json'}; chart: {', '.join(map(str, charts))}")
     return 0
 
 

@@ -1,84 +1,170 @@
-"""The cost of one prediction inside the process, stage by stage (no HTTP, no server).
+"""What requests cost inside the process, stage by stage (no HTTP server, no sockets).
 
-The handler runs in functions-framework's own Flask app through its test client;
-the stages are timed by calling the modules the handler calls, in its order.
+The whole request runs through functions-framework's ASGI app, as uvicorn
+would call it; the stages are timed by calling the modules the handler calls,
+in its order. Also: the JSON libraries side by side, and where the time of a
+10,000-row batch goes (which parts run on the event loop, which on a thread).
+
+Run as `python -m bench.inprocess SECONDS` in a fresh process of the project
+venv: each figure includes its share of Python's garbage collections, whose
+cost grows with every object the process holds, so the process holds what the
+serving worker holds (scikit-learn is imported last, for its comparison only).
 """
 
+import asyncio
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import functions_framework
+import joblib
+import orjson
 
-from bench.servers import SERVERS, TUTORIAL_BODY
+from bench.bodies import batch_bodies
+from bench.servers import FUNCTIONS, TUTORIAL_BODY
+from harness import ROOT
 
-JSON = "application/json"
+BIG_ROWS = 10_000
+# The function and reference (b), as functions-framework builds their ASGI apps.
+APPS = {"handler": (ROOT / "main.py", "predict"),
+        "hello_handler": (FUNCTIONS / "hello_asgi.py", "hello")}
 
 
-def per_call_us(fn, seconds: float) -> float:
-    """Median over blocks of the mean time of one call of `fn`, in microseconds."""
-    fn()  # warm: first calls load the model and fill caches
+def per_call_us(block, seconds: float) -> float:
+    """Median over blocks of the mean time of one call, in µs; `block(n)` makes n calls."""
+    block(1)  # warm: first calls load the model and fill caches
     number = 1
     while True:  # size a block to ~1/10 of the budget
         start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        took = time.perf_counter() - start
-        if took > seconds / 10 or number >= 1 << 20:
+        block(number)
+        if time.perf_counter() - start > seconds / 10 or number >= 1 << 20:
             break
         number *= 2
     blocks = []
     for _ in range(7):
         start = time.perf_counter()
-        for _ in range(number):
-            fn()
+        block(number)
         blocks.append((time.perf_counter() - start) / number * 1e6)
     return statistics.median(blocks)
 
 
+def repeat(fn):
+    """A block of calls of `fn`."""
+    def block(n):
+        for _ in range(n):
+            fn()
+    return block
+
+
+def asgi_requests(app, body: bytes, loop):
+    """A block of POSTs of `body` through the ASGI `app`, in one run of the event loop."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/", "raw_path": b"/",
+             "root_path": "", "query_string": b"", "client": ("127.0.0.1", 50000),
+             "server": ("127.0.0.1", 8080),
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())]}
+    message = {"type": "http.request", "body": body, "more_body": False}
+
+    async def receive():
+        return message
+
+    async def send(_):
+        pass
+
+    async def calls(n):
+        for _ in range(n):
+            await app(dict(scope), receive, send)
+
+    return lambda n: loop.run_until_complete(calls(n))
+
+
 def measure(seconds: float) -> dict:
-    """Microseconds per tutorial request: the whole handler and its four stages."""
-    clients = {}
-    for name in ("iris-predict", "hello world"):
-        source, target = SERVERS[name]
-        app = functions_framework.create_app(target=target, source=str(source))
-        clients[name] = app.test_client()
-
+    """Microseconds per request and per stage; the JSON comparison; the big batch's stages."""
+    loop = asyncio.new_event_loop()
+    apps = {key: functions_framework.create_app(target=target, source=str(source))
+            for key, (source, target) in APPS.items()}
     # Imported after create_app: functions-framework imports main.py inside its app.
-    from iris_predict import logs, model, parsing
-
-    # Request log lines are part of the cost, but not of the benchmark's output.
-    logs.setup(open(os.devnull, "w"))
+    from iris_predict import decoding, logs, model, parsing, settings
     from iris_predict.answers import answer
     from iris_predict.responses import json_response
 
+    logs.setup(open(os.devnull, "w"))  # request log lines cost time, but stay out of the output
     served = model.get()
-    payload = parsing.decode(TUTORIAL_BODY)
+    payload = decoding.decode(TUTORIAL_BODY)
     batch = parsing.parse(payload)
-    app = clients["iris-predict"].application
-    estimator = served.estimator
-
-    def request(client):
-        return lambda: client.post("/", data=TUTORIAL_BODY, content_type=JSON)
-
-    def sklearn_methods():
-        estimator.predict(batch.X)
-        estimator.predict_proba(batch.X)
-
-    with app.test_request_context():
-        stages = {
-            "parse": lambda: parsing.decode(TUTORIAL_BODY),
-            "validate": lambda: parsing.parse(payload),
-            "predict": lambda: served.predict(batch.X, True),
-            "predict + serialize": lambda: json_response(answer(batch, served)),
-        }
-        timed = {name: per_call_us(fn, seconds) for name, fn in stages.items()}
-    return {
-        "handler_us": per_call_us(request(clients["iris-predict"]), seconds),
-        "hello_handler_us": per_call_us(request(clients["hello world"]), seconds),
-        "parse_us": timed["parse"],
-        "validate_us": timed["validate"],
-        "predict_us": timed["predict"],
-        "serialize_us": timed["predict + serialize"] - timed["predict"],
-        "sklearn_predict_us": per_call_us(sklearn_methods, seconds),
+    result = {f"{key}_us": per_call_us(asgi_requests(app, TUTORIAL_BODY, loop), seconds)
+              for key, app in apps.items()}
+    stages = {
+        "decode": lambda: decoding.decode(TUTORIAL_BODY),
+        "parse": lambda: parsing.parse(payload),
+        "predict": lambda: served.predict(batch.X, True),
+        "answer": lambda: answer(batch, served),
+        "respond": lambda: json_response(answer(batch, served)),
+        "log": lambda: logs.request("POST", 200, time.perf_counter(), "native", 1, "", "44",
+                                    200),
     }
+    timed = {name: per_call_us(repeat(fn), seconds) for name, fn in stages.items()}
+    result.update({
+        "decode_us": timed["decode"], "parse_us": timed["parse"],
+        "predict_us": timed["predict"], "shape_us": timed["answer"] - timed["predict"],
+        "encode_us": timed["respond"] - timed["answer"], "log_us": timed["log"]})
+    result["json"] = json_libraries(served, seconds)
+    result["big_batch_ms"] = big_batch(served, seconds)
+    estimator = joblib.load(settings.MODEL_PATH)  # scikit-learn itself, for comparison
+    result["sklearn_predict_us"] = per_call_us(repeat(lambda: (
+        estimator.predict(batch.X), estimator.predict_proba(batch.X))), seconds)
+    loop.close()
+    return result
+
+
+def json_libraries(served, seconds: float) -> dict:
+    """Decode a request body and encode its answer: the standard library against orjson (µs)."""
+    from iris_predict import parsing
+    from iris_predict.answers import answer
+
+    result = {}
+    for rows, body in ((1, TUTORIAL_BODY), (1000, batch_bodies(1000)["instances"])):
+        reply = answer(parsing.parse(json.loads(body)), served)
+        result[str(rows)] = {
+            "stdlib_us": per_call_us(repeat(lambda: (json.loads(body), json.dumps(reply))),
+                                     seconds),
+            "orjson_us": per_call_us(repeat(lambda: (orjson.loads(body), orjson.dumps(reply))),
+                                     seconds)}
+    return result
+
+
+def big_batch(served, seconds: float) -> dict:
+    """Milliseconds of each stage of a 10,000-row `instances` request, in the handler's order.
+
+    main.py runs decode, parse and encode on the event loop and, for batches of
+    THREAD_ROWS rows or more, answer (predict and shape) on a worker thread.
+    """
+    from iris_predict import decoding, parsing
+    from iris_predict.answers import answer
+    from iris_predict.responses import json_response
+
+    body = batch_bodies(BIG_ROWS)["instances"]
+    payload = decoding.decode(body)
+    batch = parsing.parse(payload)
+    reply = answer(batch, served)
+    stages = {"decode": lambda: decoding.decode(body), "parse": lambda: parsing.parse(payload),
+              "answer": lambda: answer(batch, served), "encode": lambda: json_response(reply)}
+    return {name: per_call_us(repeat(fn), seconds) / 1e3 for name, fn in stages.items()}
+
+
+def measure_in(bin_dir: Path, seconds: float) -> dict:
+    """measure(), in a fresh process of the venv in `bin_dir`."""
+    run = subprocess.run([str(bin_dir / "python"), "-m", "bench.inprocess", str(seconds)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if run.returncode != 0:
+        raise RuntimeError(f"bench.inprocess failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    return json.loads(run.stdout.splitlines()[-1])  # the last line: logs may precede it
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(float(sys.argv[1]))))

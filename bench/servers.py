@@ -1,101 +1,200 @@
-"""The servers under test: this function, the references and the tutorial baseline.
+"""The servers under test: this function, its references and its peers, each a real process.
 
-Each runs as a real process on a loopback port: functions-framework for the
-functions, plain gunicorn (configured as functions-framework configures it) for
-the tutorial-style Flask app.
+Each server has a venv (bench/venvs.py), a command, and the one-flower request
+in its own protocol. The function and the references on its own stack run
+from the project venv (requirements.txt); each peer from its own.
 """
 
+import json
 import os
+import shutil
+import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from tests.server import ROOT, FunctionServer, call
+import harness
+from harness import ROOT, call
+from bench.venvs import PEERS, VENVS
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
+FLOWER = [3.0, 2.0, 1.0, 1.0]
 TUTORIAL_BODY = b'{"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}'
 JSON = {"Content-Type": "application/json"}
+FUNCTION = "iris-predict"
+FLASK_HELLO = "(a) Flask hello"
+ASGI_HELLO = "(b) ASGI hello"
+TUTORIAL = "(c) tutorial app"
+LAZY = "lazy joblib"
+MLFLOW = "(d) MLflow 3.17.2"
+BENTOML = "(e) BentoML 1.4.40"
+MLSERVER = "(f) MLServer 1.7.1"
+INLINE = "iris-predict, batches inline"
+H11_ASYNCIO = "(b) on h11 + asyncio"
+HTTPTOOLS_ASYNCIO = "(b) on httptools + asyncio"
+TUNED_PROTOCOL = "(b) on the function's protocol"
+STACK_VARIANTS = (H11_ASYNCIO, HTTPTOOLS_ASYNCIO, TUNED_PROTOCOL)
+# The function asked for one flower in a peer's protocol, which it also speaks (docs/api.md).
+FUNCTION_MLFLOW = "iris-predict, MLflow's request"
+FUNCTION_V2 = "iris-predict, Open Inference request"
+PROTOCOL_VARIANTS = (FUNCTION_MLFLOW, FUNCTION_V2)
+MLFLOW_BODY = json.dumps({"inputs": [FLOWER]}).encode()
+V2_PATH = "/v2/models/iris/infer"
+V2_BODY = json.dumps({"inputs": [{"name": "flowers", "shape": [1, 4], "datatype": "FP64",
+                                  "data": FLOWER}]}).encode()
+PEER_NAMES = (MLFLOW, BENTOML, MLSERVER)
 
-# name: (source, target); None marks the gunicorn-served tutorial baseline.
-SERVERS = {
-    "iris-predict": (ROOT / "main.py", "predict"),
-    "lazy joblib": (FUNCTIONS / "lazy.py", "predict"),
-    "hello world": (FUNCTIONS / "hello.py", "hello"),
-    "tutorial baseline": None,
+
+@dataclass(frozen=True)
+class Spec:
+    """How to start one server and ask it for one flower."""
+
+    venv: str
+    launch: Callable  # (bin directory, port) -> (argv, extra environment)
+    path: str = "/"
+    body: bytes = TUTORIAL_BODY
+    env: dict = field(default_factory=dict)
+
+
+def functions_framework(source: Path, target: str) -> Callable:
+    def launch(bin_dir: Path, port: int):
+        return [str(bin_dir / "python"), "-m", "functions_framework", f"--target={target}",
+                f"--source={source}", "--host=127.0.0.1", f"--port={port}"], {}
+    return launch
+
+
+def _path_with(bin_dir: Path) -> str:
+    """PATH with a venv's bin directory first: peers start their own tools by name."""
+    return f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def tutorial(bin_dir: Path, port: int):
+    """gunicorn configured as functions-framework configures it for a Flask app."""
+    threads = os.environ.get("THREADS", str((os.cpu_count() or 1) * 4))
+    return [str(bin_dir / "python"), "-m", "gunicorn", "--workers=1", f"--threads={threads}",
+            "--timeout=0", f"--bind=127.0.0.1:{port}", "bench.functions.tutorial:app"], {}
+
+
+# MLflow serves a model directory: model.joblib saved anew by save_mlflow_model() each run.
+MLFLOW_MODEL = VENVS / "mlflow-model"
+
+
+def save_mlflow_model(bin_dir: Path):
+    """model.joblib through mlflow.sklearn.save_model, in MLflow's venv; raises on failure."""
+    shutil.rmtree(MLFLOW_MODEL, ignore_errors=True)
+    run = subprocess.run([str(bin_dir / "python"), str(PEERS / "mlflow" / "save_model.py"),
+                          str(MLFLOW_MODEL)], capture_output=True, text=True, timeout=300)
+    if run.returncode != 0:
+        raise RuntimeError(f"mlflow.sklearn.save_model failed:\n{run.stderr[-2000:]}")
+
+
+def mlflow(bin_dir: Path, port: int):
+    # `mlflow models serve` execs uvicorn, which it finds on PATH.
+    return [str(bin_dir / "mlflow"), "models", "serve", "-m", str(MLFLOW_MODEL),
+            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"], {
+        "PATH": _path_with(bin_dir),
+        "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
+def bentoml(bin_dir: Path, port: int):
+    return [str(bin_dir / "bentoml"), "serve", "service:Iris", "--working-dir",
+            str(PEERS / "bentoml"), "--host", "127.0.0.1", "-p", str(port)], {
+        "PATH": _path_with(bin_dir),
+        "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(VENVS / "bentoml-home")}
+
+
+def mlserver(bin_dir: Path, port: int):
+    # One inference worker process beside the HTTP server: MLServer's default.
+    return [str(bin_dir / "mlserver"), "start", str(PEERS / "mlserver")], {
+        "PATH": _path_with(bin_dir),
+        "MLSERVER_HOST": "127.0.0.1", "MLSERVER_HTTP_PORT": str(port),
+        "MLSERVER_GRPC_PORT": str(harness.free_port()),
+        "MLSERVER_METRICS_PORT": str(harness.free_port()), "MLSERVER_PARALLEL_WORKERS": "1"}
+
+
+function = functions_framework(ROOT / "main.py", "predict")
+hello_asgi = functions_framework(FUNCTIONS / "hello_asgi.py", "hello")
+SPECS = {
+    FUNCTION: Spec("project", function),
+    FLASK_HELLO: Spec("project", functions_framework(FUNCTIONS / "hello.py", "hello")),
+    ASGI_HELLO: Spec("project", hello_asgi),
+    TUTORIAL: Spec("project", tutorial),
+    LAZY: Spec("project", functions_framework(FUNCTIONS / "lazy.py", "predict")),
+    H11_ASYNCIO: Spec("project", hello_asgi, env={"HELLO_STACK": "h11,asyncio"}),
+    HTTPTOOLS_ASYNCIO: Spec("project", hello_asgi, env={"HELLO_STACK": "httptools,asyncio"}),
+    TUNED_PROTOCOL: Spec("project", hello_asgi, env={"HELLO_STACK": "protocol"}),
+    INLINE: Spec("project", functions_framework(FUNCTIONS / "inline.py", "predict")),
+    FUNCTION_MLFLOW: Spec("project", function, "/invocations", MLFLOW_BODY),
+    FUNCTION_V2: Spec("project", function, V2_PATH, V2_BODY),
+    MLFLOW: Spec("mlflow", mlflow, "/invocations", MLFLOW_BODY),
+    BENTOML: Spec("bentoml", bentoml, "/predict", MLFLOW_BODY),  # BentoML's own "inputs"
+    MLSERVER: Spec("mlserver", mlserver, V2_PATH, V2_BODY),
 }
 
 
-class Server(FunctionServer):
-    """A FunctionServer that returns as soon as the process is spawned (we time the rest)."""
+class Server(harness.Server):
+    """One server of SPECS, started from a venv's bin directory; entering returns at once.
 
-    def __init__(self, name: str):
-        spec = SERVERS[name]
-        super().__init__(**({"source": spec[0], "target": spec[1]} if spec else {}))
+    `prefix` goes before the command (taskset, to pin the server to a CPU).
+    """
+
+    def __init__(self, name: str, bin_dir: Path, prefix: tuple = ()):
+        spec = SPECS[name]
+        super().__init__(wait=False)  # the repository root is its working directory
+        argv, env = spec.launch(bin_dir, self.port)
+        self.command = [*prefix, *argv]
+        self.env.update({**env, **spec.env})
         self.name = name
-        if spec is None:
-            threads = os.environ.get("THREADS", str((os.cpu_count() or 1) * 4))
-            self.command = [self.command[0], "-m", "gunicorn", "--workers=1",
-                            f"--threads={threads}", "--timeout=0",
-                            f"--bind=127.0.0.1:{self.port}",
-                            "bench.functions.tutorial:app"]
-
-    def wait_until_listening(self, timeout: float = 60):
-        pass
+        self.spec = spec
+        self.endpoint = self.url + spec.path
 
     def first_200(self, timeout: float = 120) -> float:
-        """Poll the tutorial POST until it answers 200; return seconds since spawn."""
-        start = self.started
-        deadline = start + timeout
+        """Post the one-flower request until it answers 200; return seconds since spawn.
+
+        Until then a refused connection, or an answer such as MLServer's 400 "not
+        ready yet", means the server is still starting.
+        """
+        deadline = self.started + timeout
+        last = "no answer"
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.output()}")
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n"
+                                   f"{self.output()[-3000:]}")
             try:
-                reply = call(self.url, "POST", TUTORIAL_BODY, JSON)
-            except OSError:
+                reply = call(self.endpoint, "POST", self.spec.body, JSON, timeout=timeout)
+            except OSError as e:
+                last = repr(e)
                 time.sleep(0.002)
                 continue
-            if reply.status != 200:
-                raise RuntimeError(f"{self.name} answered {reply.status}: {reply.body[:200]}")
-            return time.perf_counter() - start
-        raise RuntimeError(f"{self.name} gave no 200 within {timeout}s:\n{self.output()}")
-
-    def __enter__(self):
-        self.started = time.perf_counter()
-        return super().__enter__()
+            if reply.status == 200:
+                return time.perf_counter() - self.started
+            last = f"{reply.status} {reply.body[:200]!r}"
+            time.sleep(0.002)
+        raise RuntimeError(f"{self.name} gave no 200 within {timeout} s (last: {last}):\n"
+                           f"{self.output()[-3000:]}")
 
     def worker_pid(self) -> int:
-        """The gunicorn worker: the master's only child."""
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return int(children[0])
-
-    def peak_rss_mib(self) -> float:
-        """VmHWM of the worker process (what served the requests), in MiB."""
-        return _status_kib(self.worker_pid(), "VmHWM") / 1024
-
-    def master_rss_mib(self) -> float:
-        return _status_kib(self.process.pid, "VmRSS") / 1024
+        """The process that serves: gunicorn's only worker, or the server itself if alone."""
+        children = harness.children(self.process.pid)
+        return children[0] if len(children) == 1 else self.process.pid
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) spent so far by the master and the worker.
+        """CPU time (user + system) spent so far by every live process of the server."""
+        total = 0.0
+        for pid in self.tree():
+            try:
+                total += harness.cpu_seconds(pid)
+            except OSError:  # exited while we looked
+                pass
+        return total
 
-        Less sensitive than wall time to other load on a shared machine.
-        """
-        return sum(_cpu_seconds(pid) for pid in (self.process.pid, self.worker_pid()))
+    def memory_mib(self) -> dict:
+        """Memory of the whole process tree (RSS and PSS sums), in MiB."""
+        kib = harness.tree_memory_kib(self.process.pid)
+        return {"rss": kib["rss"] / 1024, "pss": kib["pss"] / 1024,
+                "processes": kib["processes"]}
 
-
-def _status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} for pid {pid}")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def cold_start(name: str) -> tuple:
-    """(wall seconds, CPU seconds) from spawning a server to its first 200 for the tutorial POST."""
-    with Server(name) as server:
-        return server.first_200(), server.cpu_seconds()
+    def peak_rss_mib(self) -> float:
+        """VmHWM of the serving worker, in MiB."""
+        return harness.peak_rss_kib(self.worker_pid()) / 1024

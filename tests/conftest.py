@@ -4,7 +4,7 @@ from starlette.testclient import TestClient
 
 from tests.fake_gcp import FakeGoogleCloud
 from tests.rehearsal import gcloud_env
-from tests.server import ROOT, FunctionServer
+from harness import ROOT, FunctionServer
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.server import children
+from harness import children
 
 ESTABLISHED = "01"
 LISTEN = "0A"

@@ -15,7 +15,7 @@ import joblib
 import numpy as np
 from sklearn.datasets import load_iris
 
-from tests.server import ROOT
+from harness import ROOT
 
 CLASSES = ("setosa", "versicolor", "virginica")
 NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from tests.fake_gcp import FakeGoogleCloud
-from tests.server import ROOT
+from harness import ROOT
 
 PROJECT = "iris-rehearsal"
 REGION = "us-central1"

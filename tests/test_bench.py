@@ -3,28 +3,113 @@
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
-from bench import load
-from bench.servers import TUTORIAL_BODY
-from tests.server import ROOT
+import pytest
 
-SECTIONS = ("cold_start", "warm", "batch", "peak_rss_mib", "inprocess_us", "targets")
+from bench import chart, load, report, venvs
+from bench.__main__ import QUICK, Bench, cold_starts
+from bench.bodies import batch_bodies
+from bench.servers import (ASGI_HELLO, BENTOML, FLASK_HELLO, FUNCTION, MLFLOW, MLSERVER,
+                           PEER_NAMES, TUTORIAL, TUTORIAL_BODY)
+from harness import ROOT
+
+SECTIONS = ("cold_start", "warm", "memory_mib", "batch", "peak_rss_mib", "stall",
+            "concurrency", "inprocess", "targets", "unavailable")
+SVG = "{http://www.w3.org/2000/svg}"
 
 
-def test_quick_benchmark_prints_the_table_and_writes_json(tmp_path):
+def test_quick_benchmark_prints_the_tables_and_writes_json_and_chart(tmp_path):
+    committed_chart = ROOT / "docs" / "bench.svg"
+    before = committed_chart.stat().st_mtime_ns if committed_chart.exists() else None
     run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--output", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=240)
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads((tmp_path / "latest.json").read_text())
     assert all(section in results for section in SECTIONS)
-    for name in ("iris-predict", "lazy joblib", "hello world", "tutorial baseline"):
+    for name in (FUNCTION, FLASK_HELLO, ASGI_HELLO, TUTORIAL):
         assert results["cold_start"][name]["median_s"] > 0
-    assert results["warm"]["iris-predict"]["8"]["rps"] > 0
-    assert set(results["targets"]) >= {"cold_start_ratio", "warm_rps_ratio", "peak_rss_mib"}
-    assert "| cold start, spawn to first 200" in run.stdout
-    assert "predict vs sklearn" in run.stdout
+        assert results["warm"][name]["rps"] > 0
+    assert not set(PEER_NAMES) & set(results["warm"])  # --quick never installs a peer
+    assert "installing" not in run.stdout + run.stderr
+    assert set(results["targets"]) >= {"requests/s vs (a)", "p99 vs (a)", "cold start vs (a)",
+                                       "rows/s, 1,000-row batches", "worker peak RSS, MiB"}
+    assert results["warm"][FUNCTION]["cpu_us"] > 0
+    assert results["batch"]["instances 1000"]["rows_per_s"] > 0
+    assert set(results["concurrency"]["mix"]) == {"1", "8"}
+    assert "| requests/s vs (a)" in run.stdout and "| 10,000-row batch: parse" in run.stdout
+    ET.parse(tmp_path / "latest.svg")  # well-formed
+    after = committed_chart.stat().st_mtime_ns if committed_chart.exists() else None
+    assert after == before  # only a full run redraws the committed chart
 
 
 def test_python_load_generator_fallback(live):
-    result = load._python(live.url, TUTORIAL_BODY, connections=2, seconds=1)
+    result = load._python(live.url, TUTORIAL_BODY, 2, 1, None, 0)
     assert result["rps"] > 0 and 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+def test_python_load_generator_mix_sends_both_bodies(live):
+    """A bad second body would fail the run: the mix really sends it."""
+    result = load._python(live.url, TUTORIAL_BODY, 2, 1, batch_bodies(100)["instances"], 3)
+    assert result["rps"] > 0
+    with pytest.raises(RuntimeError, match="requests failed"):
+        load._python(live.url, TUTORIAL_BODY, 1, 0.5, b'{"instances": "no"}', 2)
+
+
+def _results(**warm_rps) -> dict:
+    """Minimal run results: iris-predict at 1,000 req/s, the others as given."""
+    warm = {name: {"rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "cpu_us": 1e6 / rps}
+            for name, rps in {FUNCTION: 1000, **warm_rps}.items()}
+    return {"warm": warm, "config": {"connections": 8},
+            "machine": {"cpu": "test CPU", "cpus": 2},
+            "cold_start": {FUNCTION: {"median_s": 0.5}, FLASK_HELLO: {"median_s": 0.4}},
+            "memory_mib": {name: {"rss": 100.0 * (i + 1)} for i, name in enumerate(warm)},
+            "batch": {"instances 1000": {"rows_per_s": 999_999}},
+            "peak_rss_mib": {FUNCTION: 64.0}}
+
+
+def test_verdicts_are_same_run_ratios_against_each_target():
+    found = report.verdicts(_results(**{FLASK_HELLO: 500, ASGI_HELLO: 2001, MLFLOW: 333}))
+    assert found["requests/s vs (a)"]["figure"] == 2.0 and found["requests/s vs (a)"]["met"]
+    assert found["requests/s vs (b)"]["met"] is False  # 1000 / 2001 < 0.5
+    assert found["requests/s vs (d)"]["met"] is True  # 1000 / 333 > 3
+    assert found["requests/s vs (e)"]["met"] is None  # BentoML was not measured
+    assert found["p99 vs (a)"]["figure"] == 1.0 and found["p99 vs (a)"]["met"]
+    assert found["cold start vs (a)"]["figure"] == 0.5 / 0.4
+    assert found["rows/s, 1,000-row batches"]["met"] is False  # one short of a million
+    assert found["worker peak RSS, MiB"]["met"] is True  # 64 MiB is within "at most 64"
+
+
+def test_chart_draws_a_bar_per_server_and_measure_scaled_to_the_largest():
+    r = _results(**{FLASK_HELLO: 500, BENTOML: 250, MLSERVER: 2000})
+    root = ET.fromstring(chart.draw(r))
+    bars = root.findall(f"{SVG}rect")[1:]  # the first is the background
+    # Four panels; the cold-start panel has only the two servers that were cold-started.
+    assert len(bars) == 4 * 4 - 2
+    rps_bars = [float(bar.get("width")) for bar in bars[:4]]
+    longest = chart.PANEL_WIDTH - 60
+    assert rps_bars == [longest * rps / 2000 for rps in (1000, 500, 250, 2000)]
+    assert bars[0].get("fill") == chart.OURS and bars[1].get("fill") == chart.OTHERS
+    assert "not measured" in ET.tostring(root, encoding="unicode")
+
+
+def test_a_peer_that_cannot_start_is_left_out_with_the_reason(tmp_path):
+    bench = Bench({**QUICK, "cold_runs": 1}, peers=False, quick=True)
+    bench.bins["mlflow"] = tmp_path  # a venv without MLflow in it
+    bench.peers = [MLFLOW]
+    result = cold_starts(bench)
+    assert MLFLOW not in result and result[FUNCTION]["median_s"] > 0
+    assert "FileNotFoundError" in bench.unavailable[MLFLOW]
+    assert bench.peers == []
+
+
+def test_a_venv_that_cannot_install_says_why(tmp_path, monkeypatch):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("this is not a requirement\n")
+    monkeypatch.setattr(venvs, "VENVS", tmp_path / "venvs")
+    monkeypatch.setitem(venvs.REQUIREMENTS, "broken", requirements)
+    monkeypatch.setattr(venvs, "ROOT", tmp_path)
+    (found,) = venvs.ensure(["broken"]).values()
+    assert isinstance(found, venvs.Unavailable)
+    assert "pip failed" in str(found) and "this is not a requirement" in str(found)
+    assert not venvs.ready("broken")

@@ -29,7 +29,7 @@ from iris_predict.artifact import sidecar_path
 from tests.fake_gcp import FakeGoogleCloud
 from tests.rehearsal import (PROJECT, REGION, assert_nothing_left_the_machine, deploy, gcloud,
                              gcloud_env, plan)
-from tests.server import ROOT, FunctionServer, call
+from harness import ROOT, FunctionServer, call
 from train import make_estimator
 
 NAME = "iris-predict"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.server import ROOT
+from harness import ROOT
 
 
 def run(*args):

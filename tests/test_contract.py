@@ -12,7 +12,7 @@ import jsonschema_rs
 import pytest
 import yaml
 
-from tests.server import ROOT
+from harness import ROOT
 
 SPEC = yaml.safe_load((ROOT / "openapi.yaml").read_text())
 ST = Path(sys.executable).with_name("st")

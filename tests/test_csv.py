@@ -13,7 +13,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 from iris_predict import settings
-from tests.server import ROOT
+from harness import ROOT
 
 IRIS = load_iris()
 X = IRIS.data[::15]

@@ -22,7 +22,7 @@ import pytest
 from tests.fake_gcp import FakeGoogleCloud
 from tests.rehearsal import (PROJECT, assert_nothing_left_the_machine, deploy, gcloud_env,
                              plan, smoke_calls)
-from tests.server import ROOT, FunctionServer, call
+from harness import ROOT, FunctionServer, call
 
 TUTORIAL = {"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}
 FUNCTIONS = rf"^/v2/projects/{PROJECT}/locations/[^/]+/functions"

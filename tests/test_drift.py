@@ -19,7 +19,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 import drift
-from tests.server import ROOT, FunctionServer
+from harness import ROOT, FunctionServer
 
 NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 ALIASES = ("sl", "sw", "pl", "pw")

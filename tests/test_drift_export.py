@@ -21,7 +21,7 @@ from sklearn.datasets import load_iris
 
 import drift
 from tests.fake_gcp import LOGGING_WRITER, FakeGoogleCloud, matches
-from tests.server import ROOT, FunctionServer
+from harness import ROOT, FunctionServer
 from tests.test_deploy import gcloud_env
 from tests.test_drift import (MODEL, NAMES, PROJECT, SHIFT_CM, SHIFTED, json_lines, log_entry,
                               send, wait_for_requests)

@@ -11,7 +11,7 @@ from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
 from iris_predict import model as model_module
-from tests.server import ROOT
+from harness import ROOT
 
 IRIS = load_iris()
 MEAN = IRIS.data.mean(axis=0)

@@ -23,7 +23,7 @@ from iris_predict import server as serving
 from tests import oracle
 from tests.evidence import (listening, peak_rss_kib, tree, wait_for, wait_until_read,
                             wait_until_released)
-from tests.server import ROOT, FunctionServer, call, children
+from harness import ROOT, FunctionServer, call, children
 
 HEADER_TIMEOUT_S = 3  # HEADER_TIMEOUT_SECONDS for the shared server: short, to keep tests quick
 BATCH_ROWS = 10_000   # MAX_BATCH_ROWS: the largest batch the function answers

@@ -12,7 +12,7 @@ import pytest
 
 from iris_predict import artifact, settings
 from iris_predict.artifact import ModelUnavailable
-from tests.server import FunctionServer, children
+from harness import FunctionServer, children
 
 TUTORIAL = {"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}
 

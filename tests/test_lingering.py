@@ -23,7 +23,7 @@ import requests
 from iris_predict import responses, settings
 from tests import oracle
 from tests.evidence import wait_until_read
-from tests.server import FunctionServer
+from harness import FunctionServer
 
 LIMIT = settings.MAX_BODY_BYTES
 BIG_BYTES = 20_000_000  # "a 20 MB body"

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.server import FunctionServer
+from harness import FunctionServer
 from tests.test_parsing import BAD
 
 TUTORIAL_BODY = '{"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}'

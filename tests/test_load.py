@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests import oracle
-from tests.server import FunctionServer, children, rss_kib
+from harness import FunctionServer, children, rss_kib
 
 CONNECTIONS = 64
 WARM_UP = 1_000

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.server import ROOT, FunctionServer
+from harness import ROOT, FunctionServer
 
 PROJECT = "iris-test-project"
 TRACE_ID = "105445aa7843bc8bf206b12000100000"

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
-from tests.server import ROOT, FunctionServer
+from harness import ROOT, FunctionServer
 
 IRIS = load_iris()
 LONG = ["sepal_length", "sepal_width", "petal_length", "petal_width"]

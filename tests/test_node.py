@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from tests import oracle
-from tests.server import ROOT, free_port
+from harness import ROOT, free_port
 
 NODE_DIR = ROOT / "examples" / "node"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.test-identity-token"

@@ -16,7 +16,7 @@ from sklearn.datasets import load_iris
 from tritonclient.utils import InferenceServerException
 
 from iris_predict import artifact
-from tests.server import ROOT, FunctionServer
+from harness import ROOT, FunctionServer
 
 MODEL = "iris"
 VERSION = hashlib.sha256((ROOT / "model.joblib").read_bytes()).hexdigest()[:12]

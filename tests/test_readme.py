@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from tests.server import ROOT
+from harness import ROOT
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SERVE_URL = "http://localhost:8080"

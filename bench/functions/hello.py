@@ -1,4 +1,4 @@
-"""Reference (c): the smallest functions-framework function, answering constant JSON."""
+"""Reference (a): a hello world on functions-framework's default (Flask) path."""
 
 import functions_framework
 

@@ -1,4 +1,4 @@
-"""Reference (b): the minimal function that lazily joblib.loads the same model.joblib."""
+"""A reference for cold start: the minimal function that lazily joblib.loads the same model."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""The baseline, for the record: the original tutorial's style, written by us.
+"""Reference (c): the original tutorial's style, written by us.
 
 A Flask app that trains a DecisionTreeClassifier at import and answers
 {"prediction": [k]}; the benchmark serves it with gunicorn as functions-framework

@@ -1,0 +1,184 @@
+"""A run's figures as Markdown tables, each beside its same-run reference, and the targets."""
+
+from bench.servers import ASGI_HELLO, FLASK_HELLO, FUNCTION, INLINE, PEER_NAMES, STACK_VARIANTS
+
+# Issue 9's targets, each a ratio to a reference in the same run or an absolute figure.
+RPS_VS_FLASK_HELLO = 2.0
+RPS_VS_ASGI_HELLO = 0.5
+RPS_VS_PEER = 3.0
+P99_VS_FLASK_HELLO = 1.0
+COLD_VS_FLASK_HELLO = 2.0
+ROWS_PER_S_1000 = 1_000_000
+WORKER_PEAK_RSS_MIB = 64
+
+
+def verdicts(r: dict) -> dict:
+    """{target: {"figure", "target", "met", "reference"}}: "met" is None if not measured."""
+    warm, cold = r["warm"], r["cold_start"]
+    ours = warm[FUNCTION]
+    found = {}
+
+    def add(name, figure, target, higher_is_better, reference):
+        met = None if figure is None else (figure >= target if higher_is_better
+                                           else figure <= target)
+        found[name] = {"figure": figure, "target": target, "met": met,
+                       "higher_is_better": higher_is_better, "reference": reference}
+
+    def ratio(a, b):
+        return None if a is None or b is None else a / b
+
+    def rps(name):
+        return warm[name]["rps"] if name in warm else None
+
+    add("requests/s vs (a)", ratio(ours["rps"], rps(FLASK_HELLO)), RPS_VS_FLASK_HELLO, True,
+        FLASK_HELLO)
+    add("requests/s vs (b)", ratio(ours["rps"], rps(ASGI_HELLO)), RPS_VS_ASGI_HELLO, True,
+        ASGI_HELLO)
+    for peer in PEER_NAMES:
+        add(f"requests/s vs {peer[:3]}", ratio(ours["rps"], rps(peer)), RPS_VS_PEER, True, peer)
+    add("p99 vs (a)", ratio(ours["p99_ms"], warm.get(FLASK_HELLO, {}).get("p99_ms")),
+        P99_VS_FLASK_HELLO, False, FLASK_HELLO)
+    add("cold start vs (a)", ratio(cold[FUNCTION]["median_s"],
+                                   cold.get(FLASK_HELLO, {}).get("median_s")),
+        COLD_VS_FLASK_HELLO, False, FLASK_HELLO)
+    add("rows/s, 1,000-row batches", r["batch"].get("instances 1000", {}).get("rows_per_s"),
+        ROWS_PER_S_1000, True, None)
+    add("worker peak RSS, MiB", r["peak_rss_mib"][FUNCTION], WORKER_PEAK_RSS_MIB, False, None)
+    return found
+
+
+def markdown(rows: list) -> str:
+    """Rows of cells (the first row the header) as an aligned Markdown table."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |"
+             for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def servers_table(r: dict) -> str:
+    """One row per server: cold start, requests/s and latency, memory of its process tree."""
+    conns = r["config"]["connections"]
+    ours = r["warm"][FUNCTION]["rps"]
+    rows = [("server", "cold start", f"one-flower req/s, {conns} conns", "vs iris-predict",
+             "p50 / p99", "server CPU per request", "memory (RSS sum; PSS sum)")]
+    for name, w in r["warm"].items():
+        cold = r["cold_start"].get(name)
+        mem = r["memory_mib"][name]
+        rows.append((name, f"{cold['median_s']:.2f} s" if cold else "",
+                     f"{w['rps']:,.0f}", f"{w['rps'] / ours:.2f}x",
+                     f"{w['p50_ms']:.2f} / {w['p99_ms']:.2f} ms", f"{w['cpu_us']:.0f} µs",
+                     f"{mem['rss']:.0f} MiB; {mem['pss']:.0f} MiB ({mem['processes']} proc.)"))
+    return markdown(rows)
+
+
+def targets_table(r: dict) -> str:
+    rows = [("target", "iris-predict", "same-run reference", "ratio", "target", "verdict")]
+    warm, cold = r["warm"], r["cold_start"]
+    for name, v in r["targets"].items():
+        ref = v["reference"]
+        if name.startswith("requests/s"):
+            ours = f"{warm[FUNCTION]['rps']:,.0f} req/s"
+            theirs = f"{ref} {warm[ref]['rps']:,.0f}" if ref in warm else f"{ref}: not measured"
+        elif name.startswith("p99"):
+            ours = f"{warm[FUNCTION]['p99_ms']:.2f} ms"
+            theirs = f"{ref} {warm[ref]['p99_ms']:.2f} ms" if ref in warm else "not measured"
+        elif name.startswith("cold"):
+            ours = f"{cold[FUNCTION]['median_s']:.2f} s"
+            theirs = f"{ref} {cold[ref]['median_s']:.2f} s" if ref in cold else "not measured"
+        else:
+            ours, theirs = (f"{v['figure']:,.0f}" if v["figure"] is not None else ""), ""
+        ratio = f"{v['figure']:.2f}x" if ref and v["figure"] is not None else ""
+        sign = ">=" if v["higher_is_better"] else "<="
+        goal = f"{sign} {v['target']:,}" + ("x" if ref else "")
+        verdict = {True: "met", False: "NOT MET", None: "not measured"}[v["met"]]
+        rows.append((name, ours, theirs, ratio, goal, verdict))
+    return markdown(rows)
+
+
+def stack_table(r: dict) -> str:
+    """What httptools, uvloop and orjson are worth, each against what it replaces."""
+    warm, ip = r["warm"], r["inprocess"]
+    ours = warm[ASGI_HELLO]["rps"]
+    rows = [("stack", "figure", "same-run reference", "ratio")]
+    for name in STACK_VARIANTS:
+        if name in warm:
+            rows.append(("(b) ASGI hello on httptools + uvloop, req/s", f"{ours:,.0f}",
+                         f"{name} {warm[name]['rps']:,.0f}", f"{ours / warm[name]['rps']:.2f}x"))
+    for rows_, j in ip["json"].items():
+        rows.append((f"orjson, decode + encode, {rows_}-row body and answer",
+                     f"{j['orjson_us']:.1f} µs", f"json (stdlib) {j['stdlib_us']:.1f} µs",
+                     f"{j['orjson_us'] / j['stdlib_us']:.2f}x"))
+    return markdown(rows)
+
+
+def batch_table(r: dict) -> str:
+    rows = [("batch, one connection", "iris-predict rows/s", "(b) ASGI hello, same body",
+             "ratio")]
+    for name, b in r["batch"].items():
+        rows.append((f"{name} rows ({b['bytes']:,} bytes)", f"{b['rows_per_s']:,.0f}",
+                     f"{b['hello_rows_per_s']:,.0f}",
+                     f"{b['rows_per_s'] / b['hello_rows_per_s']:.2f}x"))
+    return markdown(rows)
+
+
+def stall_table(r: dict) -> str:
+    s = r["stall"]
+    rows = [("one-flower requests", "alone p50 / p99", "with 10,000-row batches p50 / p99",
+             "p99 ratio", "batch rows/s meanwhile")]
+    for name in (FUNCTION, INLINE):
+        label = "shipped (big batches on a thread)" if name == FUNCTION else "all inline"
+        for c, cases in s[name].items():
+            alone, busy = cases["alone"], cases["with batches"]
+            rows.append((f"{label}, {c} conns",
+                         f"{alone['p50_ms']:.2f} / {alone['p99_ms']:.2f} ms",
+                         f"{busy['p50_ms']:.2f} / {busy['p99_ms']:.2f} ms",
+                         f"{busy['p99_ms'] / alone['p99_ms']:.1f}x",
+                         f"{busy['batch_rows_per_s']:,.0f}"))
+    return markdown(rows)
+
+
+def concurrency_table(r: dict) -> str:
+    c = r["concurrency"]
+    every, rows_ = r["config"]["mix_every"], r["config"]["mix_rows"]
+    rows = [("concurrency", "one flower: req/s", "p50 / p99",
+             f"mix (1 in {every} a {rows_:,}-row batch): req/s", "p50 / p99")]
+    for level, one in c["one flower"].items():
+        mix = c["mix"][level]
+        rows.append((level, f"{one['rps']:,.0f}", f"{one['p50_ms']:.2f} / {one['p99_ms']:.2f} ms",
+                     f"{mix['rps']:,.0f}", f"{mix['p50_ms']:.2f} / {mix['p99_ms']:.2f} ms"))
+    return markdown(rows)
+
+
+def inprocess_table(r: dict) -> str:
+    ip = r["inprocess"]
+    rows = [("in process, one flower", "µs", "same-run reference", "ratio")]
+    rows.append(("whole request through the ASGI app", f"{ip['handler_us']:.1f}",
+                 f"(b) hello {ip['hello_handler_us']:.1f} µs",
+                 f"{ip['handler_us'] / ip['hello_handler_us']:.2f}x"))
+    for stage in ("decode", "parse", "predict", "shape", "encode", "log"):
+        us = ip[stage + "_us"]
+        rows.append((f"  {stage}", f"{us:.1f}", f"request {ip['handler_us']:.0f} µs",
+                     f"{us / ip['handler_us']:.2f}x"))
+    rows.append(("  predict vs scikit-learn predict + predict_proba", f"{ip['predict_us']:.1f}",
+                 f"scikit-learn {ip['sklearn_predict_us']:.0f} µs",
+                 f"{ip['predict_us'] / ip['sklearn_predict_us']:.2f}x"))
+    big = ip["big_batch_ms"]
+    total = sum(big.values())
+    for stage, ms in big.items():
+        where = "worker thread" if stage == "answer" else "event loop"
+        rows.append((f"10,000-row batch: {stage} ({where})", f"{ms * 1e3:,.0f}",
+                     f"all stages {total:.1f} ms", f"{ms / total:.2f}x"))
+    return markdown(rows)
+
+
+def render(r: dict) -> str:
+    m = r["machine"]
+    parts = [f"{m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, load average "
+             f"{m['load_average'][0]:.1f} at the end; load tool {r['load_tool']}; "
+             f"{r['seconds']:.0f} s"]
+    for name, why in r["unavailable"].items():
+        parts.append(f"{name}: not measured: {why.splitlines()[0]}")
+    parts += [targets_table(r), servers_table(r), stack_table(r), batch_table(r),
+              stall_table(r), concurrency_table(r), inprocess_table(r)]
+    return "\n\n".join(parts)
