@@ -50,7 +50,8 @@ async def predict(request: Request) -> Response:
     """
     started = time.perf_counter()
     method = request.method
-    headers = dict(request.headers.items())  # one pass: Headers.get scans them every time
+    headers = {name.decode("latin-1"): value.decode("latin-1")  # Headers.get scans them all
+               for name, value in request.scope["headers"]}
     path = request.scope["path"]
     route = ROUTES.get(path) or find(path)  # the tutorial's "/" costs one dict lookup
     protocol = route.protocol  # a POST to "/" may turn out to be BigQuery's, or CSV
@@ -68,13 +69,18 @@ async def predict(request: Request) -> Response:
             batch = _parse(protocol, payload, route, request.scope["query_string"], headers)
             rows = batch.rows
             served = await model.ready()
-            response = _respond(protocol, batch, await _answer(protocol, batch, served), served)
+            shape = ANSWERS.get(protocol, answer)
+            if len(batch.X) < THREAD_ROWS:
+                answered = shape(batch, served)
+            else:  # a big batch would hold up the small requests queued behind it
+                answered = await asyncio.to_thread(shape, batch, served)
+            response = _respond(protocol, batch, answered, served)
             sampling.log(batch, headers.get("x-cloud-trace-context"))
         elif method in route.methods:  # GET or HEAD
             response = await GETS[protocol](route)
         elif method == "OPTIONS":
-            response = preflight_response({"Allow": route.allow, **cors.headers(
-                headers.get("origin"), route.allow)})
+            response = preflight_response({"Allow": route.allow,
+                                           **cors.preflight(headers.get("origin"), route.allow)})
         else:
             raise MethodNotAllowed(method, route.allow)
     except ModelUnavailable:
@@ -90,7 +96,7 @@ async def predict(request: Request) -> Response:
         reason, failure = "unexpected error", sys.exc_info()
         response = error_response(_error_body(protocol, "internal error", 500), 500,
                                   unread_body=unread_body)
-    response.headers.update(cors.headers(headers.get("origin")))
+    response.raw_headers += cors.headers(headers.get("origin"))
     logs.request(method, response.status_code, started, protocol, rows, reason,
                  headers.get("content-length"), len(response.body),
                  headers.get("x-cloud-trace-context"), failure)
@@ -122,14 +128,6 @@ def _parse(protocol: str, payload, route: Route, query: bytes, headers: dict) ->
     if batch.kind is Kind.INSTANCES and csv_format.accepted(headers):
         batch.table = batch.probabilities = True  # answered as a table: a column per species
     return batch
-
-
-async def _answer(protocol: str, batch: Batch, served: model.Model):
-    """The protocol's answer, on a worker thread for batches big enough to hold up others."""
-    shape = ANSWERS.get(protocol, answer)
-    if len(batch.X) >= THREAD_ROWS:
-        return await asyncio.to_thread(shape, batch, served)
-    return shape(batch, served)
 
 
 def _respond(protocol: str, batch: Batch, body, served: model.Model) -> Response:

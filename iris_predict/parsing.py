@@ -27,6 +27,8 @@ RANGE = f"a number greater than {MIN_VALUE:g} and at most {MAX_VALUE:g} (cm)"
 # BigQuery sends NUMERIC and BIGNUMERIC columns as decimal strings.
 DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 WIDTH = len(NAMES)
+NAME_SET = frozenset(NAMES)
+KEY_SETS = {NAMES: NAME_SET, ALIASES: frozenset(ALIASES)}
 PARAMETERS = ("probabilities", "explain")  # what an instances request may ask for
 QUERY_BOOLEANS = {"true": True, "false": False}
 
@@ -177,9 +179,16 @@ def row_values(row, where: str, bigquery: bool = False) -> list | None:
 
 def row_from_object(obj: dict, where: str) -> list:
     """Read the four features by name or by tutorial alias, not a mixture."""
+    keys = NAMES if not NAME_SET.isdisjoint(obj) else ALIASES
+    if obj.keys() != KEY_SETS[keys]:
+        _refuse_fields(obj, keys, where)
     prefix = f"{where}." if where else ""
+    return [number(obj[k], prefix + k) for k in keys]
+
+
+def _refuse_fields(obj: dict, keys: tuple, where: str):
+    """Name the first unknown or missing field of a flower given as an object."""
     where = where or "request body"
-    keys = NAMES if any(k in obj for k in NAMES) else ALIASES
     other = ALIASES if keys is NAMES else NAMES
     unknown = [k for k in obj if k not in keys]
     if unknown:
@@ -189,13 +198,13 @@ def row_from_object(obj: dict, where: str) -> list:
             f"{where} has unknown field {show(unknown[0])}{hint}; expected "
             f"{', '.join(NAMES)} or {', '.join(ALIASES)}")
     missing = [k for k in keys if k not in obj]
-    if missing:
-        raise InvalidRequest(f"{where} is missing {', '.join(missing)}")
-    return [number(obj[k], prefix + k) for k in keys]
+    raise InvalidRequest(f"{where} is missing {', '.join(missing)}")
 
 
 def number(value, where: str, allow_string: bool = False) -> float:
     """A measurement in centimetres, checked to be a plausible one."""
+    if type(value) is float and MIN_VALUE < value <= MAX_VALUE:  # the usual case, at once
+        return value
     if allow_string and isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
         result = float(value)
     elif isinstance(value, bool) or not isinstance(value, (int, float)):

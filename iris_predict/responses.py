@@ -20,10 +20,29 @@ LINGER_BYTES = 32 * 1024 * 1024
 LINGER_SECONDS = 5.0
 
 
+# The headers of every JSON answer, encoded once: Starlette's checks would re-encode them
+# for each of the thousands of answers a second one instance gives.
+JSON_HEADERS = [(b"content-type", JSON.encode()),
+                *((name.lower().encode(), value.encode()) for name, value in COMMON_HEADERS.items())]
+
+
+class JSONResponse(Response):
+    """A JSON answer; its body is encoded by orjson."""
+
+    media_type = JSON
+
+    def __init__(self, body, status: int = 200, headers: dict | None = None):
+        self.status_code = status
+        self.background = None
+        self.body = orjson.dumps(body)
+        self.raw_headers = [(b"content-length", b"%d" % len(self.body)), *JSON_HEADERS]
+        if headers:
+            self.raw_headers += [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                                 for name, value in headers.items()]
+
+
 def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
-    content = orjson.dumps(body)
-    return Response(content, status, {**COMMON_HEADERS, **headers} if headers else COMMON_HEADERS,
-                    JSON)
+    return JSONResponse(body, status, headers)
 
 
 def content_response(content: bytes | str, media_type: str,

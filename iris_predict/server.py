@@ -42,7 +42,10 @@ def tune(handler) -> None:
     Protocol.handler = staticmethod(handler)
     UvicornWorker.CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "loop": "uvloop",
                                    "http": Protocol,
-                                   "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS}
+                                   "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+                                   # Cloud Run's front end sets Date and Server itself; ours
+                                   # would only cost time and name the server software.
+                                   "date_header": False, "server_header": False}
 
 
 class Protocol(HttpToolsProtocol):
@@ -56,13 +59,19 @@ class Protocol(HttpToolsProtocol):
         self.app = self._route
         self._header_deadline = None
 
-    async def _route(self, scope, receive, send):
+    def _route(self, scope, receive, send):
+        """The ASGI app for one request: the framework's, or the handler for what it refuses.
+
+        A plain function returning the app's coroutine, so the usual case adds no frame.
+        """
         path = scope["path"]
         if scope["method"] in FRAMEWORK_METHODS and path not in NOT_FOUND and "\n" not in path:
-            await self._framework_app(scope, receive, send)
-        else:
-            response = await self.handler(Request(scope, receive))
-            await response(scope, receive, send)
+            return self._framework_app(scope, receive, send)
+        return self._answer_directly(scope, receive, send)
+
+    async def _answer_directly(self, scope, receive, send):
+        response = await self.handler(Request(scope, receive))
+        await response(scope, receive, send)
 
     # The header deadline runs from a connection's start, or a request's first byte,
     # to the end of that request's headers.

@@ -132,3 +132,21 @@ def test_bytes_that_are_not_http_get_a_json_400(live, request_bytes):
     assert head.startswith(b"HTTP/1.1 400 ")
     assert b"content-type: application/json" in head.lower()
     assert json.loads(body) == {"error": "the request is not valid HTTP/1.1"}
+
+
+@pytest.mark.parametrize("method, body", [("OPTIONS", None), ("POST", TUTORIAL_BODY),
+                                          ("GET", None), ("DELETE", None)])
+def test_each_answer_names_its_cors_origin_once(live, method, body):
+    """Browsers refuse an answer with two Access-Control-Allow-Origin headers."""
+    conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=10)
+    try:
+        conn.request(method, "/", body=body, headers={
+            "Origin": "https://shop.example", "Content-Type": "application/json",
+            "Access-Control-Request-Method": "POST"})
+        response = conn.getresponse()
+        response.read()
+        names = [name.lower() for name, _ in response.getheaders()]
+    finally:
+        conn.close()
+    assert names.count("access-control-allow-origin") == 1
+    assert len(names) == len(set(names))  # no header twice
