@@ -4,7 +4,7 @@ import numpy as np
 
 from iris_predict.batch import Batch, BigQueryOutput, Kind
 from iris_predict.features import FEATURES, NAMES
-from iris_predict.model import Model
+from iris_predict.model import FEW_ROWS, Model
 
 PROBABILITY_DIGITS = 6
 ROUNDING = 10.0 ** PROBABILITY_DIGITS
@@ -44,20 +44,25 @@ def explain(model: Model, X: np.ndarray, labels) -> list:
 
 
 def _probabilities(model: Model, proba: np.ndarray) -> list:
-    # np.round(proba, PROBABILITY_DIGITS), in place: it is these three steps, minus its overhead.
-    proba *= ROUNDING
-    np.rint(proba, out=proba)
-    proba /= ROUNDING
+    """{species: probability} per row, rounded as np.round(proba, PROBABILITY_DIGITS) rounds:
+    p * 10**digits to the nearest integer, ties to even, divided back."""
+    if len(proba) <= FEW_ROWS:  # NumPy's overhead per call outweighs the work here
+        rounded = [[round(p * ROUNDING) / ROUNDING for p in row] for row in proba.tolist()]
+    else:
+        proba *= ROUNDING
+        np.rint(proba, out=proba)
+        proba /= ROUNDING
+        rounded = proba.tolist()
     classes = model.classes
-    return [dict(zip(classes, row)) for row in proba.tolist()]
+    return [dict(zip(classes, row)) for row in rounded]
 
 
 def _warnings(model: Model, X: np.ndarray) -> list:
     """One entry per out-of-training-range value: the model extrapolates there."""
     found = []
-    for row, col in model.out_of_range(X):
+    for row, col, value in model.out_of_range(X):
         name, _, unit = FEATURES[col]
-        value, lo, hi = float(X[row, col]), float(model.mins[col]), float(model.maxs[col])
+        lo, hi = model.ranges[col]
         found.append({
             "row": row, "feature": name, "value": value, "min": lo, "max": hi,
             "message": f"{name} {value:g} {unit} is outside the training range "

@@ -37,7 +37,7 @@ class Model:
         self.classes = tuple(metadata["classes"])
         self.mins = np.array([f["min"] for f in metadata["features"]])
         self.maxs = np.array([f["max"] for f in metadata["features"]])
-        self._ranges = list(zip(self.mins.tolist(), self.maxs.tolist()))
+        self.ranges = list(zip(self.mins.tolist(), self.maxs.tolist()))  # (min, max) per feature
         # The average training flower, from which explain() measures contributions.
         self.means = np.array([f["mean"] for f in metadata["features"]])
         # Stable for one model file, new for any other: clients can tell models apart.
@@ -83,16 +83,16 @@ class Model:
         return self.estimator.coef_[labels] * (X - self.means)
 
     def out_of_range(self, X: np.ndarray) -> list:
-        """(row, feature) index pairs where X lies outside the training range."""
+        """(row, feature, value) for each value of X outside the training range."""
         if len(X) <= FEW_ROWS:  # NumPy's overhead per call outweighs the work here
-            return [(i, j) for i, row in enumerate(X.tolist())
-                    for j, (value, (lo, hi)) in enumerate(zip(row, self._ranges))
+            return [(i, j, value) for i, row in enumerate(X.tolist())
+                    for j, (value, (lo, hi)) in enumerate(zip(row, self.ranges))
                     if not lo <= value <= hi]
         outside = (X < self.mins) | (X > self.maxs)
         if not outside.any():
             return []
         rows, cols = np.nonzero(outside)
-        return list(zip(rows.tolist(), cols.tolist()))
+        return list(zip(rows.tolist(), cols.tolist(), X[rows, cols].tolist()))
 
 
 _lock = threading.Lock()

@@ -16,6 +16,8 @@ master, before it forks the worker.
   its plain-text 405 for methods outside its route list) go to the handler
   instead, to be answered in JSON and logged like every other; bytes
   that are not HTTP get a JSON 400 too, instead of uvicorn's plain text.
+- A response's head and the start of its body leave in one write: uvicorn writes
+  them separately, two system calls and two TCP segments for every small answer.
 - Shutdown finishes requests in flight, within Cloud Run's 10 s after SIGTERM.
 """
 
@@ -86,7 +88,11 @@ class Protocol(HttpToolsProtocol):
 
     def on_headers_complete(self):
         self._stop_header_deadline()
-        super().on_headers_complete()
+        previous = self.cycle
+        super().on_headers_complete()  # makes the request's cycle, whose task has yet to run
+        # An answer to HEAD has no body to wait for (uvicorn writes none).
+        if self.cycle is not previous and self.cycle.scope["method"] != "HEAD":
+            self.cycle.transport = HeadWithBody(self.transport, self.cycle)
 
     def connection_lost(self, exc):
         self._stop_header_deadline()
@@ -115,3 +121,38 @@ class Protocol(HttpToolsProtocol):
             body = orjson.dumps({"error": message})
             self.transport.write(REFUSAL % (status, len(body), body))
             self.transport.close()
+
+
+class HeadWithBody:
+    """One response's view of the connection: its head is held until its body's first bytes.
+
+    uvicorn writes a response's status line and headers, then its body, each as
+    soon as the application sends them; for the small answers this function gives,
+    that is two system calls and two TCP segments where one does. Only the head is
+    held, and only once the response has started: a 100 Continue, written while
+    the request body is awaited, goes at once. Closing sends what is held first.
+    """
+
+    __slots__ = ("_transport", "_cycle", "_head")
+
+    def __init__(self, transport, cycle):
+        self._transport = transport
+        self._cycle = cycle
+        self._head = None  # None: nothing held yet; b"": the head has gone
+
+    def write(self, data: bytes):
+        if self._head is None and self._cycle.response_started:
+            self._head = data
+            return
+        if self._head:
+            data, self._head = self._head + data, b""
+        self._transport.write(data)
+
+    def close(self):
+        if self._head:
+            self._transport.write(self._head)
+            self._head = b""
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()

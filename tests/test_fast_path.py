@@ -76,3 +76,20 @@ def test_other_estimators_use_their_own_methods(served):
     labels, proba = other.predict(iris.data, probabilities=True)
     assert labels.tolist() == tree.predict(iris.data).tolist()
     assert np.array_equal(proba, tree.predict_proba(iris.data))
+
+
+@pytest.mark.parametrize("rows", [1, model_module.FEW_ROWS, model_module.FEW_ROWS + 1, 500])
+def test_answers_round_as_numpy_rounds_scikit_learns_probabilities(served, sklearn_estimator, rows):
+    """Few rows are rounded in Python, many in NumPy: both must be np.round(proba, 6)."""
+    from iris_predict.answers import answer
+    from iris_predict.batch import Batch, Kind
+
+    X = INPUTS["out of range"][:rows].copy()
+    body = answer(Batch(Kind.INSTANCES, X, probabilities=True), served)
+    expected = np.round(sklearn_estimator.predict_proba(X), 6)
+    got = np.array([list(p.values()) for p in body["probabilities"]])
+    assert np.array_equal(got, expected)  # exactly, not approximately
+    assert [(w["row"], w["feature"], w["value"]) for w in body["warnings"]] == [
+        (i, name, X[i, j]) for i, j in zip(*np.nonzero(
+            (X < load_iris().data.min(axis=0)) | (X > load_iris().data.max(axis=0))))
+        for name in [("sepal_length", "sepal_width", "petal_length", "petal_width")[j]]]

@@ -150,3 +150,30 @@ def test_each_answer_names_its_cors_origin_once(live, method, body):
         conn.close()
     assert names.count("access-control-allow-origin") == 1
     assert len(names) == len(set(names))  # no header twice
+
+
+def test_a_client_that_waits_for_100_continue_gets_it_then_its_answer(live):
+    """The server sends 100 Continue when the handler reads the body, before any answer."""
+    body = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]] * 500}).encode()
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        assert sock.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before the body is sent
+        sock.sendall(body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"]}"):
+            answer += sock.recv(65536)
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(payload)["species"] == ["setosa"] * 500
+
+
+def test_head_answers_get_their_headers_and_no_body(live):
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b'{"live":true}'):
+            answer += sock.recv(65536)
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: " in head
+    assert rest.startswith(b"HTTP/1.1 200 ")  # the next answer follows at once: no body
