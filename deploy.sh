@@ -34,7 +34,7 @@ Options (each also read from the environment variable in brackets; flag wins):
   --runtime RUNTIME      runtime [RUNTIME] (python311, the Python the tests run on)
   --memory SIZE          memory per instance [MEMORY] (512Mi)
   --cpu N                CPUs per instance [CPU] (1)
-  --concurrency N        requests per instance at once [CONCURRENCY] (8)
+  --concurrency N        requests per instance at once [CONCURRENCY] (32)
   --min-instances N      instances kept warm [MIN_INSTANCES] (0)
   --max-instances N      instance cap, the cost guard [MAX_INSTANCES] (3)
   --timeout DURATION     request timeout [TIMEOUT] (60s)
@@ -88,7 +88,7 @@ REGION="${REGION:-us-central1}"
 RUNTIME="${RUNTIME:-python311}"
 MEMORY="${MEMORY:-512Mi}"
 CPU="${CPU:-1}"
-CONCURRENCY="${CONCURRENCY:-8}"
+CONCURRENCY="${CONCURRENCY:-32}"  # measured on one CPU: docs/performance.md "Concurrency"
 MIN_INSTANCES="${MIN_INSTANCES:-0}"
 MAX_INSTANCES="${MAX_INSTANCES:-3}"
 TIMEOUT="${TIMEOUT:-60s}"

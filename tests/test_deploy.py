@@ -35,7 +35,7 @@ SHELL_SCRIPTS = [ROOT / "deploy.sh", ROOT / ".ci" / "run"]
 TOOLS_BUT_GCLOUD = ["bash", "dirname", "sed", "curl"]
 
 DEFAULT_SERVICE_CONFIG = {
-    "availableMemory": "512Mi", "availableCpu": "1", "maxInstanceRequestConcurrency": 8,
+    "availableMemory": "512Mi", "availableCpu": "1", "maxInstanceRequestConcurrency": 32,
     "minInstanceCount": 0, "maxInstanceCount": 3, "timeoutSeconds": 60,
     "allTrafficOnLatestRevision": True,  # a deploy after a rollback serves the new code
     "environmentVariables": {"ALLOWED_ORIGINS": "*", "MAX_BODY_BYTES": "2097152",

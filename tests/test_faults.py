@@ -264,8 +264,8 @@ def test_sigterm_gives_up_on_a_stalled_request_within_the_bound():
     print(f"\nSIGTERM: a stalled request was given up on; exited 0 after {took:.2f} s")
 
 
-# --- 8 concurrent 10,000-row batches --------------------------------------------------------
-CONCURRENT_BATCHES = 8
+# --- 32 concurrent 10,000-row batches: deploy.sh's --concurrency ----------------------
+CONCURRENT_BATCHES = 32  # deploy.sh's --concurrency: the most Cloud Run sends one instance
 
 
 def test_concurrent_largest_batches_stay_within_the_memory_limit(server):
