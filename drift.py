@@ -220,7 +220,8 @@ def render(drifts: list, logs: Path, model: Path, skipped: int, training_rows: i
                      f"{d.training_mean:>10.3f} {d.training_std:>9.3f} "
                      f"{d.outside:>13.1%} {d.psi:>7.3f}  {d.flag}".rstrip())
     for d in drifts:
-        lines += ["", f"{d.name} ({d.unit}): share of rows per bin, PSI {d.psi:.3f} {d.flag}".rstrip(),
+        title = f"{d.name} ({d.unit}): share of rows per bin, PSI {d.psi:.3f} {d.flag}"
+        lines += ["", title.rstrip(),
                   f"  {'bin':<15} {'training':<{BAR_WIDTH + 8}} served"]
         scale = BAR_WIDTH / max(d.shares.max(), d.training_shares.max())
         for label, t, s in zip(_bin_labels(d.edges), d.training_shares, d.shares):

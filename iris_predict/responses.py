@@ -23,7 +23,8 @@ LINGER_SECONDS = 5.0
 # The headers of every JSON answer, encoded once: Starlette's checks would re-encode them
 # for each of the thousands of answers a second one instance gives.
 JSON_HEADERS = [(b"content-type", JSON.encode()),
-                *((name.lower().encode(), value.encode()) for name, value in COMMON_HEADERS.items())]
+                *((name.lower().encode(), value.encode())
+                  for name, value in COMMON_HEADERS.items())]
 
 
 class JSONResponse(Response):

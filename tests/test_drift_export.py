@@ -23,7 +23,7 @@ import drift
 from tests.fake_gcp import LOGGING_WRITER, FakeGoogleCloud, matches
 from harness import ROOT, FunctionServer
 from tests.test_deploy import gcloud_env
-from tests.test_drift import (MODEL, NAMES, PROJECT, SHIFT_CM, SHIFTED, json_lines, log_entry,
+from tests.test_drift import (MODEL, NAMES, PROJECT, SHIFT_CM, SHIFTED, log_entry,
                               send, wait_for_requests)
 
 DOC = (ROOT / "docs" / "drift.md").read_text()

@@ -170,7 +170,8 @@ def test_a_client_that_waits_for_100_continue_gets_it_then_its_answer(live):
 
 def test_head_answers_get_their_headers_and_no_body(live):
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
-        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = b""
         while not answer.endswith(b'{"live":true}'):
             answer += sock.recv(65536)

@@ -128,7 +128,8 @@ def test_pickle_from_another_sklearn_is_refused_not_warned(tmp_path):
     sidecar = json.loads(settings.MODEL_PATH.with_suffix(".json").read_text())
     sidecar["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     path.with_suffix(".json").write_text(json.dumps(sidecar))
-    with pytest.raises(artifact.ModelUnavailable, match=f"pickled by scikit-learn 0{stamp[1:].decode()}"):
+    refused = f"pickled by scikit-learn 0{stamp[1:].decode()}"
+    with pytest.raises(artifact.ModelUnavailable, match=refused):
         artifact.load(path)
 
 
