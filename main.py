@@ -20,14 +20,16 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from iris_predict import (cors, csv_format, decoding, logs, mlflow_scoring, model,
-                          open_inference, parsing, sampling, server, settings)
-from iris_predict.answers import answer
-from iris_predict.batch import Batch, Kind
+from iris_predict.edge import cors, decoding, server
+from iris_predict.protocols import csv_format, mlflow_scoring, open_inference, parsing
+from iris_predict import logs, sampling, settings
+from iris_predict.model import served as model
+from iris_predict.protocols.answers import answer
+from iris_predict.protocols.batch import Batch, Kind
 from iris_predict.errors import MethodNotAllowed, ModelUnavailable, NotFound, RequestError
 from iris_predict.features import ALIASES, NAMES
-from iris_predict.responses import error_response, json_response, preflight_response
-from iris_predict.routes import BIGQUERY, CSV, MLFLOW, NATIVE, ROUTES, V2, Route, find
+from iris_predict.edge.responses import error_response, json_response, preflight_response
+from iris_predict.protocols.routes import BIGQUERY, CSV, MLFLOW, NATIVE, ROUTES, V2, Route, find
 
 logs.setup()
 # Batches of this many rows or more are answered on a worker thread, so that they do

@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
 
 from drift import reference
-from iris_predict.artifact import sidecar_path
+from iris_predict.model.artifact import sidecar_path
 from iris_predict.features import FEATURES
 
 SEED = 42

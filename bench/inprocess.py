@@ -89,9 +89,12 @@ def measure(seconds: float) -> dict:
     apps = {key: functions_framework.create_app(target=target, source=str(source))
             for key, (source, target) in APPS.items()}
     # Imported after create_app: functions-framework imports main.py inside its app.
-    from iris_predict import decoding, logs, model, parsing, settings
-    from iris_predict.answers import answer
-    from iris_predict.responses import json_response
+    from iris_predict.edge import decoding
+    from iris_predict import logs, settings
+    from iris_predict.model import served as model
+    from iris_predict.protocols import parsing
+    from iris_predict.protocols.answers import answer
+    from iris_predict.edge.responses import json_response
 
     logs.setup(open(os.devnull, "w"))  # request log lines cost time, but stay out of the output
     served = model.get()
@@ -124,8 +127,8 @@ def measure(seconds: float) -> dict:
 
 def json_libraries(served, seconds: float) -> dict:
     """Decode a request body and encode its answer: the standard library against orjson (µs)."""
-    from iris_predict import parsing
-    from iris_predict.answers import answer
+    from iris_predict.protocols import parsing
+    from iris_predict.protocols.answers import answer
 
     result = {}
     for rows, body in ((1, TUTORIAL_BODY), (1000, batch_bodies(1000)["instances"])):
@@ -144,9 +147,10 @@ def big_batch(served, seconds: float) -> dict:
     main.py runs decode, parse and encode on the event loop and, for batches of
     THREAD_ROWS rows or more, answer (predict and shape) on a worker thread.
     """
-    from iris_predict import decoding, parsing
-    from iris_predict.answers import answer
-    from iris_predict.responses import json_response
+    from iris_predict.edge import decoding
+    from iris_predict.protocols import parsing
+    from iris_predict.protocols.answers import answer
+    from iris_predict.edge.responses import json_response
 
     body = batch_bodies(BIG_ROWS)["instances"]
     payload = decoding.decode(body)

@@ -10,9 +10,10 @@ import os
 
 import numpy as np
 
-from iris_predict import logs, model, settings
-from iris_predict.answers import PROBABILITY_DIGITS
-from iris_predict.batch import Batch
+from iris_predict import logs, settings
+from iris_predict.model import served as model
+from iris_predict.protocols.answers import PROBABILITY_DIGITS
+from iris_predict.protocols.batch import Batch
 
 RATE = settings.PREDICTION_LOG_SAMPLE
 # PCG64, seeded from the operating system; only made when sampling is on, since

@@ -30,7 +30,7 @@ def live():
 @pytest.fixture
 def fresh_model(monkeypatch):
     """The lazy model holder reset to a cold instance (restored afterwards)."""
-    from iris_predict import model
+    from iris_predict.model import served as model
     monkeypatch.setattr(model, "_model", None)
     monkeypatch.setattr(model, "_error", None)
     monkeypatch.setattr(model, "loads", 0)

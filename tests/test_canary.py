@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
-from iris_predict.artifact import sidecar_path
+from iris_predict.model.artifact import sidecar_path
 from tests.fake_gcp import FakeGoogleCloud
 from tests.rehearsal import (PROJECT, REGION, assert_nothing_left_the_machine, deploy, gcloud,
                              gcloud_env, plan)

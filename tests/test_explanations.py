@@ -10,7 +10,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
-from iris_predict import model as model_module
+from iris_predict.model import served as model_module
 from harness import ROOT
 
 IRIS = load_iris()

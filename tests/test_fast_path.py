@@ -6,7 +6,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
-from iris_predict import model as model_module
+from iris_predict.model import served as model_module
 from iris_predict import settings
 from iris_predict.features import MAX_VALUE
 
@@ -81,8 +81,8 @@ def test_other_estimators_use_their_own_methods(served):
 @pytest.mark.parametrize("rows", [1, model_module.FEW_ROWS, model_module.FEW_ROWS + 1, 500])
 def test_answers_round_as_numpy_rounds_scikit_learns_probabilities(served, sklearn_estimator, rows):
     """Few rows are rounded in Python, many in NumPy: both must be np.round(proba, 6)."""
-    from iris_predict.answers import answer
-    from iris_predict.batch import Batch, Kind
+    from iris_predict.protocols.answers import answer
+    from iris_predict.protocols.batch import Batch, Kind
 
     X = INPUTS["out of range"][:rows].copy()
     body = answer(Batch(Kind.INSTANCES, X, probabilities=True), served)

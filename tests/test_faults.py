@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from iris_predict import server as serving
+from iris_predict.edge import server as serving
 from tests import oracle
 from tests.evidence import (listening, peak_rss_kib, tree, wait_for, wait_until_read,
                             wait_until_released)

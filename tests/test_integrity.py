@@ -10,8 +10,9 @@ import joblib
 import numpy as np
 import pytest
 
-from iris_predict import artifact, settings
-from iris_predict.artifact import ModelUnavailable
+from iris_predict.model import artifact
+from iris_predict import settings
+from iris_predict.model.artifact import ModelUnavailable
 from harness import FunctionServer, children
 
 TUTORIAL = {"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}

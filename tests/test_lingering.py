@@ -20,7 +20,8 @@ import urllib.request
 import pytest
 import requests
 
-from iris_predict import responses, settings
+from iris_predict.edge import responses
+from iris_predict import settings
 from tests import oracle
 from tests.evidence import wait_until_read
 from harness import FunctionServer

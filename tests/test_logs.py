@@ -121,7 +121,7 @@ def test_unavailable_model_is_an_error_with_its_cause_once(tmp_path):
 
 BROKEN_SOURCE = '''
 """main.py with a model that raises a bug of ours, to see how a 500 is logged."""
-from iris_predict import model
+from iris_predict.model import served as model
 from main import predict
 
 

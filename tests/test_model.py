@@ -15,7 +15,8 @@ import sklearn
 from sklearn.datasets import load_iris
 
 import train
-from iris_predict import artifact, settings
+from iris_predict.model import artifact
+from iris_predict import settings
 
 CANONICAL = [  # one textbook flower per class, from the iris data set
     ([5.1, 3.5, 1.4, 0.2], 0),

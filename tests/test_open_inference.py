@@ -15,7 +15,7 @@ import tritonclient.http as triton
 from sklearn.datasets import load_iris
 from tritonclient.utils import InferenceServerException
 
-from iris_predict import artifact
+from iris_predict.model import artifact
 from harness import ROOT, FunctionServer
 
 MODEL = "iris"

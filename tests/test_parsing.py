@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 
-from iris_predict import decoding, parsing, settings
-from iris_predict.batch import BigQueryOutput, Kind
-from iris_predict.decoding import decode
+from iris_predict.edge import decoding
+from iris_predict.protocols import parsing
+from iris_predict import settings
+from iris_predict.protocols.batch import BigQueryOutput, Kind
+from iris_predict.edge.decoding import decode
 from iris_predict.errors import RequestError
-from iris_predict.parsing import parse
+from iris_predict.protocols.parsing import parse
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 TUTORIAL = {"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}

@@ -4,13 +4,13 @@ import json
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from iris_predict import model
-from iris_predict.answers import answer
+from iris_predict.model import served as model
+from iris_predict.protocols.answers import answer
 from iris_predict.features import ALIASES, MAX_VALUE, NAMES
-from iris_predict.batch import Batch
-from iris_predict.decoding import decode
+from iris_predict.protocols.batch import Batch
+from iris_predict.edge.decoding import decode
 from iris_predict.errors import RequestError as InvalidRequest
-from iris_predict.parsing import parse
+from iris_predict.protocols.parsing import parse
 from tests import oracle
 
 # Bounded for CI: a few hundred examples per property, no per-example deadline

@@ -22,7 +22,7 @@ async def hello(request):
 
 
 if STACK == "protocol":
-    from iris_predict import server
+    from iris_predict.edge import server
     server.tune(hello)
 else:
     http, loop = STACK.split(",")

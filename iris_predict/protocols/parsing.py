@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from iris_predict import settings
-from iris_predict.batch import Batch, BigQueryOutput, Kind
+from iris_predict.protocols.batch import Batch, BigQueryOutput, Kind
 from iris_predict.errors import InvalidRequest, PayloadTooLarge
 from iris_predict.features import ALIASES, MAX_VALUE, MIN_VALUE, NAMES
 from iris_predict.text import kind, show

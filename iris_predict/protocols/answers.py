@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from iris_predict.batch import Batch, BigQueryOutput, Kind
+from iris_predict.protocols.batch import Batch, BigQueryOutput, Kind
 from iris_predict.features import FEATURES, NAMES
-from iris_predict.model import FEW_ROWS, Model
+from iris_predict.model.served import FEW_ROWS, Model
 
 PROBABILITY_DIGITS = 6
 ROUNDING = 10.0 ** PROBABILITY_DIGITS

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from iris_predict import decoding, model, parsing, routes
-from iris_predict.batch import Batch, Kind
+from iris_predict.edge import decoding
+from iris_predict.model import served as model
+from iris_predict.protocols import parsing, routes
+from iris_predict.protocols.batch import Batch, Kind
 from iris_predict.errors import InvalidRequest, NotFound
 from iris_predict.features import MAX_VALUE, MIN_VALUE, NAMES
-from iris_predict.responses import content_response, json_response
+from iris_predict.edge.responses import content_response, json_response
 from iris_predict.text import kind, show
 
 SERVER_NAME = "iris-predict"

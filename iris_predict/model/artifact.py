@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from iris_predict import safe_unpickle
+from iris_predict.model import safe_unpickle
 from iris_predict.errors import ModelUnavailable
 from iris_predict.features import NAMES
-from iris_predict.logistic import LogisticRegressionState
+from iris_predict.model.logistic import LogisticRegressionState
 
 REQUIRED_FIELDS = ("estimator", "features", "classes", "metrics", "versions", "sha256")
 # What Model reads of each feature: its training range, and its mean for explanations.

@@ -12,11 +12,11 @@ import io
 
 import numpy as np
 
-from iris_predict import parsing
-from iris_predict.batch import Batch, Kind
+from iris_predict.protocols import parsing
+from iris_predict.protocols.batch import Batch, Kind
 from iris_predict.errors import InvalidRequest
 from iris_predict.features import ALIASES, NAMES
-from iris_predict.responses import CSV, content_response
+from iris_predict.edge.responses import CSV, content_response
 from iris_predict.text import show
 
 MEDIA_TYPE = "text/csv"

@@ -34,7 +34,7 @@ import pickle
 
 from joblib.numpy_pickle import NumpyUnpickler
 
-from iris_predict.logistic import LogisticRegressionState
+from iris_predict.model.logistic import LogisticRegressionState
 
 # (module, name) of every global the shipped model's pickle names, found by
 # recording find_class while loading the artifact train.py writes, and what it

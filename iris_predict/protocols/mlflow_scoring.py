@@ -7,10 +7,12 @@ dataframe_records, instances or inputs (or a CSV table) gets
 MLflow's MlflowException serializes them (mlflow/pyfunc/scoring_server).
 """
 
-from iris_predict import csv_format, decoding, model, parsing, routes
-from iris_predict.batch import Batch, Kind
+from iris_predict.protocols import csv_format, parsing, routes
+from iris_predict.edge import decoding
+from iris_predict.model import served as model
+from iris_predict.protocols.batch import Batch, Kind
 from iris_predict.errors import InvalidRequest
-from iris_predict.responses import TEXT, content_response, json_response
+from iris_predict.edge.responses import TEXT, content_response, json_response
 from iris_predict.text import kind, show
 
 MEDIA_TYPES = (decoding.JSON, decoding.CSV)

@@ -17,9 +17,10 @@ import threading
 
 import numpy as np
 
-from iris_predict import artifact, settings
+from iris_predict.model import artifact
+from iris_predict import settings
 from iris_predict.errors import InvalidRequest, ModelLoading, ModelUnavailable
-from iris_predict.logistic import LogisticRegressionState
+from iris_predict.model.logistic import LogisticRegressionState
 
 log = logging.getLogger(__name__)
 FEW_ROWS = 16  # below this, a loop in Python beats NumPy's overhead per call

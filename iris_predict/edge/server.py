@@ -27,7 +27,7 @@ from uvicorn_worker import UvicornWorker
 from starlette.requests import Request
 
 from iris_predict import settings
-from iris_predict.routes import NOT_FOUND
+from iris_predict.protocols.routes import NOT_FOUND
 
 # The methods functions-framework's routes take; it answers any other with 405 itself.
 FRAMEWORK_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH"})

@@ -1,0 +1,1 @@
+"""The HTTP edge: the server under the function, request bytes, responses, CORS."""

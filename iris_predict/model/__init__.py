@@ -1,0 +1,1 @@
+"""The model: its signature (model.json), the artifact and its safe loading, its arithmetic."""

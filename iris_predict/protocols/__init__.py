@@ -1,0 +1,1 @@
+"""The wire protocols: one module each, with the same small interface."""
