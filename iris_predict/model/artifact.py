@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iris_predict.model import safe_unpickle
+from iris_predict.model import safe_unpickle, signature
 from iris_predict.errors import ModelUnavailable
 from iris_predict.features import NAMES
 from iris_predict.model.logistic import LogisticRegressionState
@@ -58,6 +58,10 @@ def read_metadata(model_path: Path) -> dict:
         raise ModelUnavailable(f"model metadata {path} is unreadable: {e!r}") from None
     if missing:
         raise ModelUnavailable(f"model metadata {path} lacks {', '.join(missing)}")
+    try:
+        signature.from_metadata(metadata)
+    except signature.SignatureError as e:
+        raise ModelUnavailable(f"model metadata {path} is not a signature: {e}") from None
     if names != NAMES:
         raise ModelUnavailable(f"model metadata {path} lists features {names}, expected {NAMES}")
     installed = installed_sklearn()

@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from iris_predict.model import artifact
+from iris_predict.model import artifact, signature
 from iris_predict import settings
 from iris_predict.errors import InvalidRequest, ModelLoading, ModelUnavailable
 from iris_predict.model.logistic import LogisticRegressionState
@@ -35,6 +35,7 @@ class Model:
     def __init__(self, estimator, metadata: dict):
         self.estimator = estimator
         self.metadata = metadata
+        self.signature = signature.from_metadata(metadata)
         self.classes = tuple(metadata["classes"])
         self.mins = np.array([f["min"] for f in metadata["features"]])
         self.maxs = np.array([f["max"] for f in metadata["features"]])
