@@ -87,7 +87,7 @@ def _json(scores: answers.Scores, signature) -> list:
         return [{signature.target: v, "warnings": ws}
                 for v, ws in zip(scores.predictions, by_row)]
     return [{"class": k, signature.target: label, "probabilities": p, "warnings": ws}
-            for k, label, p, ws in zip(scores.predictions, scores.labels, scores.probabilities,
+            for k, label, p, ws in zip(scores.predictions, scores.labels, scores.probabilities or [],
                                        by_row)]
 
 
