@@ -25,6 +25,7 @@ JSON = {"Content-Type": "application/json"}
 FUNCTION = "iris-predict"
 FLASK_HELLO = "(a) Flask hello"
 ASGI_HELLO = "(b) ASGI hello"
+ASGI_DECODING = "(b) decoding the body"  # reads the body and decodes it with orjson
 TUTORIAL = "(c) tutorial app"
 LAZY = "lazy joblib"
 MLFLOW = "(d) MLflow 3.17.2"
@@ -119,6 +120,7 @@ SPECS = {
     FUNCTION: Spec("project", function),
     FLASK_HELLO: Spec("project", functions_framework(FUNCTIONS / "hello.py", "hello")),
     ASGI_HELLO: Spec("project", hello_asgi),
+    ASGI_DECODING: Spec("project", hello_asgi, env={"HELLO_DECODE": "orjson"}),
     TUTORIAL: Spec("project", tutorial),
     LAZY: Spec("project", functions_framework(FUNCTIONS / "lazy.py", "predict")),
     H11_ASYNCIO: Spec("project", hello_asgi, env={"HELLO_STACK": "h11,asyncio"}),

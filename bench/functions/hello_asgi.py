@@ -1,23 +1,31 @@
 """Reference (b): a hello world on functions-framework's ASGI path, on the function's stack.
 
 The function serves with gunicorn, the uvicorn worker, httptools and uvloop
-(iris_predict/server.py names them); so does this. HELLO_STACK measures what
-each part is worth: another HTTP parser and event loop ("h11,asyncio",
+(iris_predict/edge/server.py names them); so does this. HELLO_STACK measures
+what each part is worth: another HTTP parser and event loop ("h11,asyncio",
 "httptools,asyncio"), or "protocol": the function's own tuned protocol
-(iris_predict.server.tune: header deadline, the framework's refusals routed).
+(iris_predict.edge.server.tune: header deadline, the framework's refusals routed).
+HELLO_DECODE=orjson makes it read the body and decode it with orjson before
+answering: the least a server must do with a batch (the batches' reference).
 """
 
 import os
 
 import functions_framework.aio
+import orjson
 from starlette.responses import JSONResponse
 from uvicorn_worker import UvicornWorker
 
 STACK = os.environ.get("HELLO_STACK", "httptools,uvloop")
+DECODE = os.environ.get("HELLO_DECODE", "")
+if DECODE not in ("", "orjson"):
+    raise SystemExit(f"HELLO_DECODE must be orjson or empty, got {DECODE!r}")
 
 
 @functions_framework.aio.http
 async def hello(request):
+    if DECODE:
+        orjson.loads(await request.body())
     return JSONResponse({"message": "hello world"})
 
 
