@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from iris_predict import settings
-from iris_predict.edge import decoding
+from iris_predict.edge import decoding, number_rows
 from iris_predict.edge.responses import json_response
 from iris_predict.errors import InvalidRequest
 from iris_predict.model import served as model
@@ -40,6 +40,11 @@ def decode(body: bytes, headers: dict, signature):
     if not body.strip():
         raise InvalidRequest(f"request body is empty; send one row as JSON, such as "
                              f"{example(signature)}")
+    if signature.numeric:  # a batch of nothing but numbers: straight into the matrix
+        X = number_rows.matrix(body, INSTANCES, len(signature.names))
+        # Out of bounds, it is decoded again, for the message to show the value as sent.
+        if X is not None and rows.columns(signature).inside(X):
+            return {INSTANCES: X}
     return decoding.decode(body)
 
 

@@ -99,6 +99,9 @@ def matrix(rows, where: str, signature: Signature, bigquery: bool = False) -> Ro
     while the rest of the batch still scores; it excuses no garbage elsewhere in
     its call.
     """
+    if type(rows) is np.ndarray:  # decoded from the body as a checked matrix (native.decode)
+        check_rows(len(rows), where)
+        return Rows(rows, range(len(rows)), [])
     if not isinstance(rows, list):
         raise InvalidRequest(f"{where} must be an array of rows, got {kind(rows)}")
     if not rows and not bigquery:  # BigQuery may send an empty batch
