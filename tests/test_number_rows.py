@@ -1,0 +1,117 @@
+"""Batches of nothing but numbers, decoded straight into the matrix (iris_predict/edge/number_rows.py).
+
+The oracle is the standard library: whatever the shortcut gives must be bitwise
+np.array(json.loads(body)[key], dtype=float), and every body it does not take
+must go the usual way, with the usual answer or refusal.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from iris_predict.edge import number_rows
+from tests.test_parsing import parse_bytes
+
+BOUNDED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+WIDTH = 4
+# JSON's number grammar (RFC 8259), as text, so exponents, signs and zeros come in every form.
+NUMBER = r"-?(0|[1-9][0-9]{0,20})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?"
+number_text = st.from_regex(NUMBER, fullmatch=True)
+# What clients send: floats as repr writes them, integers of any size.
+number_values = st.floats(allow_nan=False, allow_infinity=False) | st.integers()
+spaces = st.sampled_from(["", " ", "\n  ", "\t", "\r\n"])
+JSON = {"Content-Type": "application/json"}
+
+
+def oracle(body: bytes, key: str = "instances") -> np.ndarray:
+    return np.array(json.loads(body)[key], dtype=float)
+
+
+@BOUNDED
+@given(st.lists(st.lists(number_text, min_size=WIDTH, max_size=WIDTH), min_size=1, max_size=8),
+       spaces, spaces)
+def test_numbers_in_any_form_decode_bitwise_as_the_standard_library(rows, space, comma):
+    body = ('{' + space + '"instances"' + space + ':' + space + "[" + (comma + ",").join(
+        "[" + (comma + ",").join(row) + "]" for row in rows) + "]" + space + "}").encode()
+    X = number_rows.matrix(body, "instances", WIDTH)
+    if X is not None:  # None: a number beyond a double, which goes the usual way
+        expected = oracle(body)
+        assert X.shape == expected.shape
+        assert X.tobytes() == expected.tobytes()  # bitwise: -0.0 and 0.0 differ
+
+
+@BOUNDED
+@given(st.lists(st.lists(number_values, min_size=WIDTH, max_size=WIDTH), min_size=1,
+                max_size=50))
+def test_the_numbers_clients_send_take_the_shortcut(rows):
+    body = json.dumps({"instances": rows}).encode()
+    X = number_rows.matrix(body, "instances", WIDTH)
+    if any(type(v) is int and not -2 ** 63 <= v < 2 ** 64 for row in rows for v in row):
+        return  # integers beyond 64 bits: simdjson refuses them, orjson decodes them
+    assert X is not None and X.tobytes() == oracle(body).tobytes()
+
+
+@pytest.mark.parametrize("body", [
+    b'{"instances": []}',
+    b'{"instances": [[1, 2, 3]]}',                      # a row too short
+    b'{"instances": [[1, 2, 3, 4, 5]]}',                # too long
+    b'{"instances": [[1, 2, 3], [4, 5, 6, 7, 8]]}',     # ragged, with the right total
+    b'{"instances": [[1, 2, 3, true]]}',
+    b'{"instances": [[1, 2, 3, null]]}',
+    b'{"instances": [[1, 2, 3, "4"]]}',
+    b'{"instances": [[1, 2, 3, [4]]]}',
+    b'{"instances": [{"sl": 1, "sw": 2, "pl": 3, "pw": 4}]}',
+    b'{"instances": [[1, 2, 3, 4]], "parameters": {}}',
+    b'{"instances": [[1, 2, 3, 4]], "instances": [[1, 2, 3, 4]]}',  # a repeated key
+    b'{"calls": [[1, 2, 3, 4]]}',
+    b'{"inst1ances": [[1, 2, 3, 4]]}',                  # the skeleton alike, the key not
+    b'{"instances": [[1, 2, 3, 01]]}',
+    b'{"instances": [[1, 2, 3, .5]]}',
+    b'{"instances": [[1, 2, 3, 5.]]}',
+    b'{"instances": [[1, 2, 3, +5]]}',
+    b'{"instances": [[1, 2, 3, 4 5]]}',
+    b'{"instances": [[1, 2, 3, 1e400]]}',
+    b'{"instances": [[1, 2, 3, 18446744073709551616]]}',
+    b'{"instances": [[1, 2, 3, NaN]]}',
+    b'{"instances": [[1, 2, 3, Infinity]]}',
+    b'{"instances": [[1, 2, 3, 4],]}',
+    b'{"instances": [[1, 2, 3, 4]]\x0b}',               # not JSON whitespace
+    b'\xef\xbb\xbf{"instances": [[1, 2, 3, 4]]}',       # a byte order mark
+    b'[[1, 2, 3, 4]]',
+])
+def test_anything_else_goes_the_usual_way(body):
+    assert number_rows.matrix(body, "instances", WIDTH) is None
+
+
+def test_the_front_door_takes_the_shortcut_for_a_batch_of_numbers():
+    batch = parse_bytes(b'{"instances": [[5.1, 3.5, 1.4, 0.2], [7, 3.2, 4.7, 1.4]]}')
+    assert batch.X.tolist() == [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4]]
+
+
+@pytest.mark.parametrize("rows", [
+    [[5.1, 3.5, 1.4, 0.2], [6.3, 2.5, 4.9, 1.5], [7.7, 3.0, 6.1, 2.3]],
+    [[3, 2, 1, 1], [8.5, 4.5, 7.5, 3.5], [100, 100, 100, 100], [1e-300, 1, 1, 1]],
+])
+def test_answers_are_the_same_bytes_either_way(client, rows):
+    """The shortcut's answer against the usual path's (a "parameters" key turns it off)."""
+    shortcut = client.post("/", content=json.dumps({"instances": rows}), headers=JSON)
+    usual = client.post("/", content=json.dumps({"instances": rows, "parameters": {}}),
+                        headers=JSON)
+    assert shortcut.status_code == usual.status_code == 200
+    assert shortcut.content == usual.content
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"instances": [[5.1, 3.5, 1.4, 0.2], [0, 1, 1, 1]]}',
+     "instances[1][0] (sepal_length) must be a number greater than 0 and at most 100 (cm), "
+     "got 0"),
+    (b'{"instances": [[5.1, 3.5, 1.4, 0.2], [1, 1, 1, 100.5e0]]}',
+     "instances[1][3] (petal_width) must be a number greater than 0 and at most 100 (cm), "
+     "got 100.5"),
+])
+def test_out_of_bounds_numbers_are_refused_showing_the_value_as_sent(client, body, message):
+    reply = client.post("/", content=body, headers=JSON)
+    assert reply.status_code == 400
+    assert reply.json() == {"error": message}
