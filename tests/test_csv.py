@@ -83,7 +83,7 @@ MALFORMED = {
                       "line 2, column 2 (petal_length) is empty; petal_length must be a number "
                       "greater than 0 and at most 100 (cm)"),
     "semicolons": ("sl;sw;pl;pw\n5.1;3.5;1.4;0.2\n",
-                   'line 1 is one column holding "sl;sw;pl;pw": the table seems separated by '
+                   'line 1 has a cell holding "sl;sw;pl;pw": the table seems separated by '
                    'semicolons, but the CSV separator must be a comma'),
     "semicolons, no header": ("5,1;3,5;1,4;0,2\n", "separated by semicolons, but the CSV "
                                                     "separator must be a comma"),

@@ -30,7 +30,7 @@ CREATE = FUNCTIONS + "$"
 IAM = r":setIamPolicy$"
 # What the function needs at run time, and so exactly what must be uploaded.
 RUNTIME_FILES = sorted(["main.py", "requirements.txt", "model.joblib", "model.json",
-                        *(f"iris_predict/{p.name}" for p in ROOT.glob("iris_predict/*.py"))])
+                        *(str(p.relative_to(ROOT)) for p in ROOT.glob("iris_predict/**/*.py"))])
 SHELL_SCRIPTS = [ROOT / "deploy.sh", ROOT / ".ci" / "run"]
 TOOLS_BUT_GCLOUD = ["bash", "dirname", "sed", "curl"]
 
@@ -320,7 +320,7 @@ def test_uploaded_bundle_serves_the_tutorial_from_a_fresh_venv(bundle, bundle_py
 def test_bundle_missing_a_runtime_file_does_not_serve(bundle, bundle_python, tmp_path):
     broken = tmp_path / "bundle"
     shutil.copytree(bundle, broken)
-    (broken / "iris_predict" / "cors.py").unlink()
+    (broken / "iris_predict" / "edge" / "cors.py").unlink()
     with pytest.raises(RuntimeError, match="cannot import name 'cors'"):
         with bundle_server(broken, bundle_python):
             pass

@@ -48,16 +48,8 @@ def parse(payload: bytes, request, served: model.Model) -> Batch:
     found, passthrough = read(payload, served.signature)
     table = accepted(request.headers)
     return Batch(Kind.INSTANCES, found.X, unknown=found.unknown, passthrough=passthrough,
-                 explain=_explain(request.query), table=table, probabilities=table)
-
-
-def _explain(query: bytes) -> bool:
-    if not query:
-        return False
-    if query in (b"explain=true", b"explain=false"):
-        return query == b"explain=true"
-    raise InvalidRequest(f"a CSV table takes only ?explain=true or ?explain=false, got "
-                         f"{show(query.decode('latin-1'))}")
+                 explain=answers.explain_asked(request.query) if request.query else False,
+                 table=table, probabilities=table)
 
 
 def read(body: bytes, signature) -> tuple:
@@ -74,13 +66,14 @@ def read(body: bytes, signature) -> tuple:
                              f"{_expected(cols)}")
     rows.check_rows(len(lines), "the CSV body")
     order, extra, names = header or (list(range(cols.width)), [], list(cols.names))
-    width = len(order) + len(extra)
+    width = len(order)
     X = np.full((len(lines), cols.width), np.nan)
     unknown, kept = [], []
     for i, (line, row) in enumerate(lines):
         if len(row) != width:
-            if len(row) == 1 and row[0] and any(s in row[0] for s in SEPARATORS):
-                raise InvalidRequest(_separator(row[0], line))
+            separated = next((cell for cell in row if any(s in cell for s in SEPARATORS)), None)
+            if separated is not None:
+                raise InvalidRequest(_separator(separated, line))
             hint = _lost_newlines(body) if len(row) > width else ""
             raise InvalidRequest(f"line {line} has {len(row)} columns, expected {width} "
                                  f"({', '.join(names)}){hint}")
@@ -164,8 +157,8 @@ def _expected(cols: rows.Columns) -> str:
 
 def _separator(cell: str, line: int) -> str:
     used = next(name for s, name in SEPARATORS.items() if s in cell)
-    return (f"line {line} is one column holding {show(cell)}: the table seems separated by "
-            f"{used}, but the CSV separator must be a comma")
+    return (f"line {line} has a cell holding {show(cell)}: the table seems separated by "
+            f"{used}, but the CSV separator must be a comma (and the decimal mark a point)")
 
 
 def _lost_newlines(body: bytes) -> str:

@@ -9,7 +9,6 @@ metadata: what a client needs to build a form or check what it is talking to.
 """
 
 import json
-from urllib.parse import parse_qsl
 
 import numpy as np
 
@@ -27,7 +26,6 @@ PATHS = {"/": ("predict", ("GET", "POST"))}
 WHERE = "/ (its own API)"
 MEDIA_TYPES = (decoding.JSON,)
 INSTANCES, PARAMETERS, EXPLAIN, PROBABILITIES = "instances", "parameters", "explain", "probabilities"
-BOOLEANS = {"true": True, "false": False}
 EXPLAIN_FORMS = '?explain=true, "explain": true in the body, or "parameters": {"explain": true}'
 
 
@@ -52,7 +50,7 @@ def example(signature) -> str:
 
 def parse(payload, request, served: model.Model) -> Batch:
     """Validate a decoded request body; raise InvalidRequest on any problem."""
-    explain = query(request.query) if request.query else False  # ?explain=true
+    explain = answers.explain_asked(request.query) if request.query else False
     if type(payload) is not dict:
         raise InvalidRequest(f"request body must be a JSON object, got {kind(payload)}; "
                              f"send one row such as {example(served.signature)}")
@@ -65,18 +63,6 @@ def parse(payload, request, served: model.Model) -> Batch:
     values = rows.row_values(payload, "", rows.columns(served.signature), unknown=unknown)
     return Batch(Kind.SINGLE, np.array([values]), probabilities=True, explain=explain,
                  unknown=unknown)
-
-
-def query(query_string: bytes) -> bool:
-    """Whether a request's query string asks for explanations (?explain=true)."""
-    explain = False
-    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        if name != EXPLAIN:
-            raise InvalidRequest(f"unknown query parameter {show(name)}; expected explain")
-        if value not in BOOLEANS:
-            raise InvalidRequest(f"explain must be true or false, got {show(value)}")
-        explain = BOOLEANS[value]
-    return explain
 
 
 def _instances(payload: dict, explain: bool, request, served: model.Model) -> Batch:
