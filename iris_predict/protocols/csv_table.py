@@ -33,6 +33,8 @@ WHERE = "/ (CSV tables, Content-Type: text/csv)"
 MEDIA_TYPES = (decoding.CSV,)
 MISSING = ("", "NA")  # cells that hold no value, as train.py reads them
 SEPARATORS = {";": "semicolons", "\t": "tabs"}
+LOST_NEWLINES = ("; the body is one line: were its newlines lost? curl -d strips them: send the "
+                 "file with --data-binary @FILE")
 
 
 def claims(payload) -> bool:
@@ -132,11 +134,11 @@ def _header(first: list, cols: rows.Columns, single_line: bool):
                 f"{', '.join(keys)}")
         else:
             suggestion = rows.suggest(cell, cols.signature)
-            if suggestion or single_line and any(ch.isdigit() for ch in cell):
+            glued = single_line and any(ch.isdigit() for ch in cell)  # "petal_width5.1"
+            if suggestion or glued:
                 raise InvalidRequest(
                     f"line 1, column {column}: the header has unknown column {show(cell)}"
-                    f"{suggestion}; expected {_expected(cols)}"
-                    f"{_lost_newlines(b'') if not suggestion else ''}")
+                    f"{suggestion}; expected {_expected(cols)}{LOST_NEWLINES if glued else ''}")
             order.append(None)
             extra.append(column - 1)
     missing = [k for k, f in zip(keys, cols.features)
@@ -162,10 +164,7 @@ def _separator(cell: str, line: int) -> str:
 
 
 def _lost_newlines(body: bytes) -> str:
-    if b"\n" in body or b"\r" in body:
-        return ""
-    return ("; the body is one line: were its newlines lost? curl -d strips them: send the "
-            "file with --data-binary @FILE")
+    return "" if b"\n" in body or b"\r" in body else LOST_NEWLINES
 
 
 def accepted(headers: dict) -> bool:
