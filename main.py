@@ -20,7 +20,8 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from iris_predict.edge import cors, decoding, server
+from iris_predict import contract
+from iris_predict.edge import cors, decoding, page, server
 from iris_predict.protocols import csv_format, mlflow_scoring, open_inference, parsing
 from iris_predict import logs, sampling, settings
 from iris_predict.model import served as model
@@ -29,7 +30,8 @@ from iris_predict.protocols.batch import Batch, Kind
 from iris_predict.errors import MethodNotAllowed, ModelUnavailable, NotFound, RequestError
 from iris_predict.features import ALIASES, NAMES
 from iris_predict.edge.responses import error_response, json_response, preflight_response
-from iris_predict.protocols.routes import BIGQUERY, CSV, MLFLOW, NATIVE, ROUTES, V2, Route, find
+from iris_predict.protocols.routes import (BIGQUERY, CONTRACT, CSV, MLFLOW, NATIVE, ROUTES, V2,
+                                           Route, find)
 
 logs.setup()
 # Batches of this many rows or more are answered on a worker thread, so that they do
@@ -79,7 +81,7 @@ async def predict(request: Request) -> Response:
             response = _respond(protocol, batch, answered, served)
             sampling.log(batch, headers.get("x-cloud-trace-context"))
         elif method in route.methods:  # GET or HEAD
-            response = await GETS[protocol](route)
+            response = page.answer(path, headers) or await GETS[protocol](route)
         elif method == "OPTIONS":
             response = preflight_response({"Allow": route.allow,
                                            **cors.preflight(headers.get("origin"), route.allow)})
@@ -146,7 +148,11 @@ def _error_body(protocol: str, message: str, status: int) -> dict:
 
 
 async def _metadata(route: Route) -> Response:
-    return json_response(describe(await model.ready()))
+    served = await model.ready()
+    if route.operation == CONTRACT:  # GET /openapi.json
+        return json_response(contract.document(served.signature, settings.MAX_BODY_BYTES,
+                                               settings.MAX_BATCH_ROWS))
+    return json_response(describe(served), headers=page.VARY)  # GET /: a browser got the page
 
 
 ANSWERS = {V2: open_inference.answer, MLFLOW: mlflow_scoring.answer}
@@ -155,8 +161,11 @@ GETS = {NATIVE: _metadata, V2: open_inference.get, MLFLOW: mlflow_scoring.get}
 
 def describe(served: model.Model) -> dict:
     """The metadata a client needs to build a form or check what it is talking to."""
-    meta = served.metadata
+    meta, signature = served.metadata, served.signature
     return {
+        "name": signature.name,
+        "task": signature.task,
+        "target": signature.target,
         "features": meta["features"],
         "aliases": dict(zip(ALIASES, NAMES)),
         "classes": meta["classes"],

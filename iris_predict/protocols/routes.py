@@ -51,11 +51,14 @@ LIVE, READY, SERVER, MODEL, MODEL_READY, INFER = (
     "live", "ready", "server", "model", "model ready", "infer")
 # MLflow scoring server operations.
 PING, VERSION, INVOCATIONS = "ping", "version", "invocations"
-# This function's own.
-PREDICT = "predict"
+# This function's own: predictions and metadata, its OpenAPI contract, the web page's files.
+PREDICT, CONTRACT, PAGE = "predict", "contract", "page"
 
 ROUTES = {
     "/": _route(NATIVE, PREDICT, "GET", "POST"),
+    "/openapi.json": _route(NATIVE, CONTRACT, "GET"),
+    "/app.js": _route(NATIVE, PAGE, "GET"),
+    "/style.css": _route(NATIVE, PAGE, "GET"),
     "/v2": _route(V2, SERVER, "GET"),
     "/v2/health/live": _route(V2, LIVE, "GET"),
     "/v2/health/ready": _route(V2, READY, "GET"),
@@ -70,7 +73,8 @@ V2_MODEL_OPERATIONS = {None: (MODEL, "GET"), "/ready": (MODEL_READY, "GET"),
                        "/infer": (INFER, "POST")}
 NOWHERE = "nowhere"  # the operation of a path with nothing there
 NO_PATH = _route(NATIVE, NOWHERE, refusal=(
-    "nothing here: this function answers / (its own API and BigQuery), /v2/... (Open "
+    "nothing here: this function answers / (its own API and BigQuery; the web page for "
+    "browsers), /openapi.json (its contract), /v2/... (Open "
     "Inference Protocol), /invocations, /ping, /health and /version (MLflow); see docs/api.md"))
 
 
