@@ -17,11 +17,11 @@ import re
 import sys
 
 from iris_predict.model import signature as sig
-from iris_predict.protocols import routes
 
 SERVER_NAME = "iris-predict"
 NOSNIFF = {"$ref": "#/components/headers/Nosniff"}
 MAX_INT_DIGITS = 300  # a longer decimal string is past float64's range: not a finite number
+EXPLAIN = "explain"  # also asked for in a body, beside a row's values or instances
 FRACTION = "(\\.[0-9]*)?"  # "5." is 5, as float() reads it
 # A cell or a BigQuery string argument that is a category: anything but CSV's own characters.
 CATEGORY_CELL = '[^,"\\r\\n]+'
@@ -174,7 +174,7 @@ class _Contract:
 
     def predict(self) -> dict:
         s = self.s
-        bodies = [ref("RowByName")] + ([ref("RowByAlias")] if s.aliases else []) \
+        bodies = [ref("OneRowByName")] + ([ref("OneRowByAlias")] if s.aliases else []) \
             + [ref("InstancesRequest"), ref("BigQueryRequest")]
         return {
             "operationId": "predict",
@@ -343,25 +343,33 @@ class _Contract:
                            "errorMessage": {"type": "string", "minLength": 1, "maxLength": 400}}}
         return found
 
-    def _row_object(self, names: tuple, description: str) -> dict:
+    def _row_object(self, names: tuple, description: str, explain: bool = False) -> dict:
         features = self.s.features
+        properties = {n: ref(self.keys[f.name]) for n, f in zip(names, features)}
+        if explain and EXPLAIN not in properties:  # a feature may be called "explain"
+            properties[EXPLAIN] = {"description": "true adds `explanations` (as ?explain=true "
+                                                  "does).", "type": "boolean"}
         return {"description": description, "type": "object",
                 "required": [n for n, f in zip(names, features) if not f.missing],
-                "additionalProperties": False,
-                "properties": {n: ref(self.keys[f.name]) for n, f in zip(names, features)}}
+                "additionalProperties": False, "properties": properties}
 
     def requests(self) -> dict:
         s = self.s
-        found = {"RowByName": self._row_object(s.names, "One row, by the features' names.")}
+        found = {"RowByName": self._row_object(s.names, "A row, by the features' names."),
+                 "OneRowByName": self._row_object(s.names, "One row, by the features' names.",
+                                                  explain=True)}
         if s.aliases:
-            found["RowByAlias"] = self._row_object(s.aliases, "One row, by the features' "
-                                                              "short names (aliases).")
+            found["RowByAlias"] = self._row_object(s.aliases, "A row, by the features' short "
+                                                              "names (aliases).")
+            found["OneRowByAlias"] = self._row_object(s.aliases, "One row, by the features' "
+                                                                 "short names (aliases).",
+                                                      explain=True)
         found["Row"] = {"description": f"[{', '.join(s.names)}]", "type": "array",
                         "prefixItems": [ref(self.keys[n]) for n in s.names],
                         "items": False, "minItems": self.width, "maxItems": self.width}
         rows = [ref("Row"), ref("RowByName")] + ([ref("RowByAlias")] if s.aliases else [])
-        parameters = {"explain": {"description": "Add `explanations`, one per row.",
-                                  "type": "boolean"}}
+        explain = {"description": "Add `explanations`, one per row.", "type": "boolean"}
+        parameters = {EXPLAIN: explain}
         if s.classifier:
             parameters = {"probabilities": {"type": "boolean"}, **parameters}
         found["InstancesRequest"] = {
@@ -371,7 +379,8 @@ class _Contract:
                 "instances": {"type": "array", "minItems": 1, "maxItems": self.rows,
                               "items": {"anyOf": rows}},
                 "parameters": {"type": "object", "additionalProperties": False,
-                               "properties": parameters}}}
+                               "properties": parameters},
+                EXPLAIN: explain}}
         outputs = [self.target, "class", "json"] if s.classifier else [self.target, "json"]
         found["BigQueryRequest"] = {
             "description": "What BigQuery sends a remote function; it adds fields of its own "

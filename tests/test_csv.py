@@ -80,8 +80,12 @@ MALFORMED = {
     "a missing column": (f"{LONG}\n5.1,3.5,1.4\n", "line 2 has 3 columns, expected 4"),
     "out of bounds": ("5.1,3.5,1.4,0.2\n5.1,3.5,1.4,0\n", "line 2, column 4 (petal_width)"),
     "an empty cell": ("pw,pl,sw,sl\n0.2,,3.5,5.1\n", "line 2, column 2 (petal_length)"),
-    "an unknown header": ("sl,sw,pl,width\n5.1,3.5,1.4,0.2\n",
-                          'line 1, column 4: the header has unknown column "width"'),
+    "a header without a feature": ("sl,sw,pl,width\n5.1,3.5,1.4,0.2\n",
+                                   'line 1: the header is missing pw (its columns "width" are '
+                                   'not features)'),
+    "a misspelt feature": ("sl,sw,pl,petal_widht\n5.1,3.5,1.4,0.2\n",
+                           'line 1, column 4: the header has unknown column "petal_widht" '
+                           '(did you mean "petal_width"?)'),
     "a repeated header": ("sl,sw,sl,pw\n5.1,3.5,1.4,0.2\n", 'line 1, column 3: the header repeats'),
     "a short header": ("sl,sw,pl\n5.1,3.5,1.4\n", "line 1: the header is missing pw"),
     "bad quoting": ('sl,sw,pl,pw\n5.1,"3.5"x,1.4,0.2\n', "malformed at line 2"),

@@ -42,12 +42,15 @@ def _index() -> bytes:
     return html.replace(DEFAULT_API, SAME_ORIGIN_API)
 
 
-# path: (body, media type)
+# file: (body, media type)
 FILES = {
-    "/": (_index(), "text/html; charset=utf-8"),
-    "/app.js": (_read("app.js"), "text/javascript; charset=utf-8"),
-    "/style.css": (_read("style.css"), "text/css; charset=utf-8"),
+    "index.html": (_index(), "text/html; charset=utf-8"),
+    "app.js": (_read("app.js"), "text/javascript; charset=utf-8"),
+    "style.css": (_read("style.css"), "text/css; charset=utf-8"),
 }
+INDEX = "index.html"
+# Where the function serves them: the page at "/" (to browsers), its files beside it.
+PATHS = {"/app.js": "app.js", "/style.css": "style.css"}
 
 
 def wants_html(headers: dict) -> bool:
@@ -78,10 +81,7 @@ def _quality(parameters: str) -> float:
     return 1.0
 
 
-def answer(path: str, headers: dict) -> Response | None:
-    """The page, its script or its style sheet, if the GET is for one of them; else None."""
-    found = FILES.get(path)
-    if found is None or (path == "/" and not wants_html(headers)):
-        return None
-    body, media_type = found
+def response(name: str) -> Response:
+    """The page (index.html), its script or its style sheet."""
+    body, media_type = FILES[name]
     return content_response(body, media_type, {"Content-Security-Policy": POLICY, **VARY})
