@@ -41,10 +41,11 @@ def claims(payload) -> bool:
 
 
 def decode(body: bytes, headers: dict, signature):
-    if not body.strip():
+    try:
+        return decoding.decode(body)
+    except decoding.EmptyBody:
         raise InvalidRequest(f"request body is empty; send one row as JSON, such as "
-                             f"{example(signature)}")
-    return decoding.decode(body)
+                             f"{example(signature)}") from None
 
 
 def example(signature) -> str:
