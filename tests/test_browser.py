@@ -412,3 +412,67 @@ def test_the_functions_own_url_is_the_page(page, home):
         == "rgb(255, 255, 255)"
     assert not violations, violations
     screenshot(page, "own-url")
+
+
+def trained(name: str, folder) -> tuple:
+    """train.py --csv on one of test_any_model's tables: (model path, header, rows, target)."""
+    import csv
+    import subprocess
+    import sys
+
+    from tests.test_any_model import MODELS
+    header, rows, target = MODELS[name]
+    with (folder / f"{name}.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    path = folder / "model.joblib"
+    subprocess.run([sys.executable, "train.py", "--csv", str(folder / f"{name}.csv"), "--target",
+                    target, "--output", str(path)], cwd=ROOT, check=True, capture_output=True)
+    return path, header, rows, target
+
+
+@pytest.fixture(scope="module", params=["shop", "diabetes"])
+def other(request, tmp_path_factory):
+    """A model that is not iris, served: the shop's (a category, missing values) or diabetes
+    (regression); with scikit-learn's own pipeline, the oracle."""
+    import joblib
+    path, header, rows, target = trained(request.param, tmp_path_factory.mktemp(request.param))
+    with FunctionServer(env={"MODEL_PATH": str(path)}) as server:
+        yield request.param, server, joblib.load(path), header, target
+
+
+def test_the_page_follows_any_model(page, site, other):
+    name, server, pipeline, header, target = other
+    meta = server.call("GET").json()
+    features = [h for h in header if h != target]
+    open_page(page, site, server.url)
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        f"{label(name)} {target} predictor")
+    expect(page.locator("#fields input")).to_have_count(len(features))
+    row = {}
+    for feature in meta["features"]:
+        caption = label(feature["name"]) + (" (optional)" if feature["missing"] else "")
+        field = page.get_by_label(caption, exact=True)
+        expect(field).to_be_visible()
+        if feature["type"] == "category":  # the training categories to pick from, others allowed
+            options = page.locator(f"#{field.get_attribute('list')} option")
+            assert sorted(options.evaluate_all("os => os.map(o => o.value)")) \
+                == ["blue", "green", "red"]
+            row[feature["name"]] = "purple"  # never seen in training: a warning
+        else:
+            row[feature["name"]] = round(feature["mean"], 2)
+        field.fill(str(row[feature["name"]]))
+    page.get_by_role("button", name=f"Predict {target}").click()
+    X = np.array([[row[f] for f in features]], dtype=object)
+    expect(page.locator("#answer-key")).to_have_text(label(target))
+    if meta["task"] == "regression":
+        expect(page.locator("#answer")).to_have_text(f"{pipeline.predict(X)[0]:.6g}")
+        expect(page.locator("#probabilities")).to_be_hidden()
+    else:
+        (k,) = pipeline.predict(X)
+        expect(page.locator("#answer")).to_have_text(meta["classes"][k])
+        expect(page.locator("#bars li .bar-value")).to_have_text(
+            [percent(round(p, 6)) for p in pipeline.predict_proba(X)[0]])
+        expect(page.locator("#warning-list li")).to_contain_text(["Colour"])
+        assert "colour" not in page.locator("#warning-list").inner_text().split()[0]
+    expect(page.locator("#why li")).to_have_count(len(features))  # linear: explained per input
+    screenshot(page, f"model-{name}")

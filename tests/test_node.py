@@ -249,3 +249,43 @@ def test_a_token_is_sent_as_a_bearer_authorization(recorder, how):
 def test_no_token_no_authorization_header(recorder, how):
     for headers in _headers_received(recorder, how, None):
         assert "authorization" not in headers
+
+
+@pytest.fixture(scope="module", params=["shop", "diabetes"])
+def other(request, tmp_path_factory):
+    """A model that is not iris, trained by train.py --csv and served (tests/test_browser.py)."""
+    import joblib
+
+    from harness import FunctionServer
+    from tests.test_browser import trained
+    path, header, rows, target = trained(request.param, tmp_path_factory.mktemp(request.param))
+    with FunctionServer(env={"MODEL_PATH": str(path)}) as server:
+        yield server, joblib.load(path), [h for h in header if h != target], target
+
+
+def test_the_client_and_cli_follow_any_model(other):
+    import numpy as np
+    server, pipeline, features, target = other
+    meta = json.loads(node("--input-type=module", "-e",
+                           f'import * as iris from {json.dumps((NODE_DIR / "iris.mjs").as_uri())};'
+                           f'console.log(JSON.stringify(await iris.describe({{url: '
+                           f'{json.dumps(server.url)}}})));').stdout)
+    row = {f["name"]: ("red" if f["type"] == "category" else round(f["mean"], 3))
+           for f in meta["features"]}
+    X = np.array([[row[f] for f in features]], dtype=object)
+    got = run_module(f"console.log(JSON.stringify(await iris.predict({json.dumps(row)}, {{url}})));",
+                     server.url)
+    args = [part for name, value in row.items() for part in (f"--{name.replace('_', '-')}",
+                                                             str(value))]
+    done = cli(server.url, *args)
+    assert done.returncode == 0, done.stderr
+    if meta["task"] == "regression":
+        (value,) = pipeline.predict(X)
+        assert got[target] == pytest.approx(value, rel=1e-9) and "probabilities" not in got
+        assert float(done.stdout) == pytest.approx(value, rel=1e-9)
+    else:
+        (k,) = pipeline.predict(X)
+        assert (got[target], got["prediction"]) == (meta["classes"][k], int(k))
+        assert oracle.close(got["probabilities"], dict(zip(
+            meta["classes"], (round(p, 6) for p in pipeline.predict_proba(X)[0].tolist()))))
+        assert done.stdout == meta["classes"][k] + "\n"
