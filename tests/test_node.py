@@ -270,7 +270,8 @@ def test_the_client_and_cli_follow_any_model(other):
                            f'import * as iris from {json.dumps((NODE_DIR / "iris.mjs").as_uri())};'
                            f'console.log(JSON.stringify(await iris.describe({{url: '
                            f'{json.dumps(server.url)}}})));').stdout)
-    row = {f["name"]: ("red" if f["type"] == "category" else round(f["mean"], 3))
+    row = {f["name"]: ("red" if f["type"] == "category"
+                       else round(f["min"] + 0.7 * (f["max"] - f["min"]), 4))
            for f in meta["features"]}
     X = np.array([[row[f] for f in features]], dtype=object)
     got = run_module(f"console.log(JSON.stringify(await iris.predict({json.dumps(row)}, {{url}})));",

@@ -132,6 +132,11 @@ function make(tag, className, text) {
   return element;
 }
 
+/** A training statistic to 4 significant digits: 4.3, 0.1107, 152.1. */
+function brief(x) {
+  return String(Number(x.toPrecision(4)));
+}
+
 function withUnit(text, unit) {
   return unit ? `${text} ${unit}` : text;
 }
@@ -184,7 +189,7 @@ function buildForm(meta) {
       input.inputMode = "decimal";
       input.placeholder = `e.g. ${Number(feature.mean.toPrecision(2))}`;
       const bounds = allowed(feature.bounds);
-      hint.textContent = `Training data: ${feature.min}–${withUnit(String(feature.max),
+      hint.textContent = `Training data: ${brief(feature.min)}–${withUnit(brief(feature.max),
         feature.unit)}` + (bounds ? `; allowed: ${bounds}` : "");
     }
     return wrapper;
