@@ -16,8 +16,9 @@ from iris_predict import contract, settings
 from iris_predict.model import signature
 
 ROOT = Path(__file__).resolve().parent
-HEADER = ("# Generated from model.json by `make openapi` (openapi.py): edit iris_predict/contract.py,\n"
-          "# not this file. GET /openapi.json serves the same document for the served model.\n")
+HEADER = ("# Generated from model.json by `make openapi` (openapi.py): edit\n"
+          "# iris_predict/contract.py, not this file. GET /openapi.json serves the same\n"
+          "# document for the served model.\n")
 
 
 class _Dumper(yaml.SafeDumper):

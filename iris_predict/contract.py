@@ -220,7 +220,7 @@ class _Contract:
         outputs = "`predict` (INT64 [N], class indices) and `predict_proba` (FP64 " \
             f"[N, {len(s.classes)}])" if s.classifier else "`predict` (FP64 [N])"
         return {
-            "summary": f"Open Inference Protocol: predict a tensor of rows.",
+            "summary": "Open Inference Protocol: predict a tensor of rows.",
             "description": inputs + " Tensors may also come as raw bytes after the JSON header "
                            "(Triton's binary tensor extension: `Inference-Header-Content-"
                            "Length` gives the header's length).",

@@ -124,7 +124,8 @@ def test_form_is_built_from_the_metadata(page, site, shop):
         field = page.get_by_label(f"{label(name)} (cm)")  # a real <label for>: screen readers
         expect(field).to_be_visible()
         expect(field).to_have_accessible_description(
-            f"Training data: {data[:, j].min():g}–{data[:, j].max():g} cm; allowed: > 0 and ≤ 100")
+            f"Training data: {data[:, j].min():g}–{data[:, j].max():g} cm; "
+            "allowed: > 0 and ≤ 100")
     expect(page.get_by_role("heading", level=1)).to_have_text("Iris species predictor")
     expect(page.get_by_role("button", name="Predict species")).to_be_enabled()
     expect(page.locator("#endpoint")).to_have_text(shop.url + "/")
@@ -283,7 +284,7 @@ def test_why_shows_one_signed_bar_per_measurement(page, site, shop):
     # The scale: the axis's ends, the same number both sides; every bar fits within it, and
     # it is no more than 2.5x the longest pull (the next round number up).
     high = float(page.locator("#why-high").inner_text().lstrip("+"))
-    assert page.locator("#why-low").inner_text() == f"\u2212{page.locator('#why-high').inner_text()[1:]}"
+    assert page.locator("#why-low").inner_text() == "\u2212" + f"{high:g}"
     assert np.abs(pulls).max() <= high <= 2.5 * np.abs(pulls).max()
     for (row, fill_box, track), name, c in zip(bars, WHY_FLOWER, pulls):
         expect(row.locator(".why-name")).to_contain_text(label(name))
@@ -459,7 +460,8 @@ def test_the_page_follows_any_model(page, site, other):
                 == ["blue", "green", "red"]
             row[feature["name"]] = "purple"  # never seen in training: a warning
         else:
-            row[feature["name"]] = round(feature["min"] + 0.3 * (feature["max"] - feature["min"]), 4)
+            low, high = feature["min"], feature["max"]
+            row[feature["name"]] = round(low + 0.3 * (high - low), 4)
         field.fill(str(row[feature["name"]]))
     page.get_by_role("button", name=f"Predict {target}").click()
     X = np.array([[row[f] for f in features]], dtype=object)

@@ -274,7 +274,8 @@ def test_the_client_and_cli_follow_any_model(other):
                        else round(f["min"] + 0.7 * (f["max"] - f["min"]), 4))
            for f in meta["features"]}
     X = np.array([[row[f] for f in features]], dtype=object)
-    got = run_module(f"console.log(JSON.stringify(await iris.predict({json.dumps(row)}, {{url}})));",
+    got = run_module(f"console.log(JSON.stringify(await iris.predict({json.dumps(row)}, "
+                     "{url})));",
                      server.url)
     args = [part for name, value in row.items() for part in (f"--{name.replace('_', '-')}",
                                                              str(value))]
