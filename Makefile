@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # tests/test_browser.py drives Debian's chromium package; Playwright never downloads a browser.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: serve test model bench clean
+.PHONY: serve test model bench clean openapi
 
 ## serve: run the function locally on :$(PORT) with the bundled model
 serve: $(VENV)/.installed
@@ -19,6 +19,10 @@ test: $(VENV)/.installed $(CHROMIUM)
 ## model: retrain model.joblib and model.json
 model: $(VENV)/.installed
 	$(BIN)/python train.py
+
+## openapi: regenerate openapi.yaml, the contract, from model.json
+openapi: $(VENV)/.installed
+	$(BIN)/python openapi.py
 
 ## bench: benchmark the function beside its references and peers (docs/performance.md)
 bench: $(VENV)/.installed

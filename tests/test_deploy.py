@@ -30,7 +30,8 @@ CREATE = FUNCTIONS + "$"
 IAM = r":setIamPolicy$"
 # What the function needs at run time, and so exactly what must be uploaded.
 RUNTIME_FILES = sorted(["main.py", "requirements.txt", "model.joblib", "model.json",
-                        *(str(p.relative_to(ROOT)) for p in ROOT.glob("iris_predict/**/*.py"))])
+                        "web/index.html", "web/app.js", "web/style.css",
+                        *(p.relative_to(ROOT).as_posix() for p in ROOT.glob("iris_predict/**/*.py"))])
 SHELL_SCRIPTS = [ROOT / "deploy.sh", ROOT / ".ci" / "run"]
 TOOLS_BUT_GCLOUD = ["bash", "dirname", "sed", "curl"]
 
@@ -74,6 +75,7 @@ def repo_copy(dest: Path) -> Path:
         shutil.copy2(ROOT / name, dest / name)
     shutil.copytree(ROOT / "iris_predict", dest / "iris_predict",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "web", dest / "web")
     return dest
 
 

@@ -12,8 +12,8 @@ import json
 
 import numpy as np
 
-from iris_predict import settings
-from iris_predict.edge import decoding
+from iris_predict import contract, settings
+from iris_predict.edge import decoding, page
 from iris_predict.edge.responses import json_response
 from iris_predict.errors import InvalidRequest
 from iris_predict.model import served as model
@@ -22,8 +22,12 @@ from iris_predict.protocols.batch import Batch, Kind
 from iris_predict.text import kind, show
 
 NAME = "native"  # as the request log line names the protocol
-PATHS = {"/": ("predict", ("GET", "POST"))}
-WHERE = "/ (its own API)"
+PREDICT, CONTRACT = "predict", "contract"
+# GET /: the metadata, or the web page for a browser; its files beside it (operations named
+# as the file), and the OpenAPI contract.
+PATHS = {"/": (PREDICT, ("GET", "POST")), "/openapi.json": (CONTRACT, ("GET",)),
+         **{path: (name, ("GET",)) for path, name in page.PATHS.items()}}
+WHERE = "/ (its own API; the web page for browsers), /openapi.json (its contract)"
 MEDIA_TYPES = (decoding.JSON,)
 INSTANCES, PARAMETERS, EXPLAIN, PROBABILITIES = "instances", "parameters", "explain", "probabilities"
 EXPLAIN_FORMS = '?explain=true, "explain": true in the body, or "parameters": {"explain": true}'
@@ -122,7 +126,16 @@ def error_body(message: str, status: int) -> dict:
 
 
 async def get(route, headers: dict):
-    return json_response(describe(await model.ready()))
+    """The metadata, the contract, or the page: a browser's GET / (no model needed for it)."""
+    if route.operation in page.FILES:
+        return page.response(route.operation)
+    if route.operation == PREDICT and page.wants_html(headers):
+        return page.response(page.INDEX)
+    served = await model.ready()
+    if route.operation == CONTRACT:
+        return json_response(contract.document(served.signature, settings.MAX_BODY_BYTES,
+                                               settings.MAX_BATCH_ROWS))
+    return json_response(describe(served), headers=page.VARY)  # GET / differs by Accept
 
 
 def describe(served: model.Model) -> dict:
