@@ -64,10 +64,11 @@ def bin_shares(values: np.ndarray, edges: list) -> np.ndarray:
     return np.bincount(index, minlength=len(edges) + 1) / len(values)
 
 
-def reference(X: np.ndarray) -> dict:
-    """model.json's training_distribution: each feature's bin edges and training shares."""
+def reference(numbers: dict) -> dict:
+    """model.json's training_distribution: each number's bin edges and training shares, from
+    {name: its training values (none missing)}."""
     found = {}
-    for name, column in zip(NAMES, X.T):
+    for name, column in numbers.items():
         edges = bin_edges(column.min(), column.max())
         found[name] = {"edges": edges,
                        "shares": [round(float(s), 12) for s in bin_shares(column, edges)]}
