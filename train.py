@@ -250,19 +250,28 @@ def holdout_metrics(estimator, X, y, task: str, classes) -> dict:
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=HOLDOUT_FRACTION, stratify=stratify, random_state=SEED)
     fitted = clone(estimator).fit(X_train, y_train)
-    return {f"holdout_{k}": v for k, v in scores(fitted, X_test, y_test, task, classes).items()}
+    answers = predictions(fitted, X_test, task)
+    return {f"holdout_{k}": v for k, v in scores(*answers, y_test, task, classes).items()}
 
 
-def scores(fitted, X, y, task: str, classes) -> dict:
-    """Accuracy and log loss, or R², MAE and RMSE, of a fitted model on rows X, y."""
+def predictions(fitted, X, task: str) -> tuple:
+    """(class indices or values, probabilities or None) of a fitted model for rows X."""
     predicted = fitted.predict(X)
+    if task == "regression":
+        return predicted, None
+    proba = fitted.predict_proba(X) if hasattr(fitted, "predict_proba") else None
+    return np.searchsorted(fitted.classes_, predicted), proba  # classes_ are sorted
+
+
+def scores(predicted, proba, y, task: str, classes) -> dict:
+    """Accuracy and log loss, or R², MAE and RMSE, of predictions for targets y."""
     if task == "regression":
         found = {"r2": r2_score(y, predicted), "mae": mean_absolute_error(y, predicted),
                  "rmse": root_mean_squared_error(y, predicted)}
     else:
         found = {"accuracy": accuracy_score(y, predicted)}
-        if hasattr(fitted, "predict_proba"):
-            found["log_loss"] = log_loss(y, fitted.predict_proba(X), labels=range(len(classes)))
+        if proba is not None:
+            found["log_loss"] = log_loss(y, proba, labels=range(len(classes)))
     return {**{k: float(f"{v:.6g}") for k, v in found.items()}, "rows": int(len(y))}
 
 
@@ -337,13 +346,14 @@ def package(model_path: Path, csv_path: Path, target: str, output: Path,
     _check_columns(fitted, table, target)
     X = table.objects() if not table.numeric() else np.column_stack(table.columns)
     try:
-        metrics = {f"csv_{k}": v for k, v in scores(fitted, X, y, task, classes).items()}
+        answers = predictions(fitted, X, task)
     except Exception as e:  # whatever the model raises on rows it cannot take
         raise TrainError(
             f"the model cannot predict the CSV's rows given as a NumPy array in column order "
             f"({type(e).__name__}: {e}); fit it on such an array, with a ColumnTransformer "
             f"choosing columns by index: X = df.drop(columns=[{target!r}]).to_numpy("
             f"dtype=object)") from None
+    metrics = {f"csv_{k}": v for k, v in scores(*answers, y, task, classes).items()}
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.resolve() != model_path.resolve():
         shutil.copyfile(model_path, output)

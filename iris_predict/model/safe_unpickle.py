@@ -103,6 +103,9 @@ FALLBACK = {
     ("sklearn.metrics._dist_metrics", "newObj"),
     ("sklearn.svm._classes", "SVC"),
     ("sklearn.svm._classes", "SVR"),
+    # A ColumnTransformer's "passthrough" (its function, None, is the identity; any other
+    # function is a global of its own, refused unless allowed here).
+    ("sklearn.preprocessing._function_transformer", "FunctionTransformer"),
 }
 ALLOWED = PLAIN | set(STAND_INS) | FALLBACK
 

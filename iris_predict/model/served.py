@@ -13,6 +13,7 @@ cause is logged once instead of once per request.
 
 import asyncio
 import logging
+import math
 import threading
 import warnings
 
@@ -73,9 +74,7 @@ class Model:
             labels = (scores > 0).astype(np.intp)
             if not probabilities:
                 return labels, None
-            # scikit-learn's expit is scipy.special.expit, 1 / (1 + exp(-x)) in C: within
-            # an ulp or two of NumPy's (tests/test_train.py), and scipy costs the cold start.
-            positive = 1.0 / (1.0 + np.exp(-scores))
+            positive = np.array([_expit(s) for s in scores.tolist()])
             return labels, np.stack([1 - positive, positive], axis=1)
         # LogisticRegression's decision_function, predict and predict_proba for a
         # multinomial model, as scikit-learn 1.9 computes them: the same NumPy
@@ -166,6 +165,16 @@ class Model:
             for i in np.nonzero(codes == -1)[0].tolist():
                 rows[i, j] = (unknown or {}).get((i, j), "")
         return rows
+
+
+def _expit(x: float) -> float:
+    """scipy.special.expit, which LogisticRegression's binary predict_proba calls: 1 / (1 +
+    exp(-x)) in C with the C library's exp, as math.exp is. NumPy's own (vectorised) exp may
+    differ in the last bit, and importing scipy costs the cold start."""
+    try:
+        return 1.0 / (1.0 + math.exp(-x))
+    except OverflowError:  # exp(-x) beyond the largest float: C's is inf, and 1 / inf is 0
+        return 0.0
 
 
 _lock = threading.Lock()
