@@ -92,19 +92,18 @@ def measure(seconds: float) -> dict:
     from iris_predict.edge import decoding
     from iris_predict import logs, settings
     from iris_predict.model import served as model
-    from iris_predict.protocols import parsing
-    from iris_predict.protocols.answers import answer
     from iris_predict.edge.responses import json_response
+    from iris_predict.protocols.native import answer
 
     logs.setup(open(os.devnull, "w"))  # request log lines cost time, but stay out of the output
     served = model.get()
     payload = decoding.decode(TUTORIAL_BODY)
-    batch = parsing.parse(payload)
+    batch = parse(payload)
     result = {f"{key}_us": per_call_us(asgi_requests(app, TUTORIAL_BODY, loop), seconds)
               for key, app in apps.items()}
     stages = {
         "decode": lambda: decoding.decode(TUTORIAL_BODY),
-        "parse": lambda: parsing.parse(payload),
+        "parse": lambda: parse(payload),
         "predict": lambda: served.predict(batch.X, True),
         "answer": lambda: answer(batch, served),
         "respond": lambda: json_response(answer(batch, served)),
@@ -127,12 +126,11 @@ def measure(seconds: float) -> dict:
 
 def json_libraries(served, seconds: float) -> dict:
     """Decode a request body and encode its answer: the standard library against orjson (µs)."""
-    from iris_predict.protocols import parsing
-    from iris_predict.protocols.answers import answer
+    from iris_predict.protocols.native import answer
 
     result = {}
     for rows, body in ((1, TUTORIAL_BODY), (1000, batch_bodies(1000)["instances"])):
-        reply = answer(parsing.parse(json.loads(body)), served)
+        reply = answer(parse(json.loads(body)), served)
         result[str(rows)] = {
             "stdlib_us": per_call_us(repeat(lambda: (json.loads(body), json.dumps(reply))),
                                      seconds),
@@ -148,17 +146,28 @@ def big_batch(served, seconds: float) -> dict:
     THREAD_ROWS rows or more, answer (predict and shape) on a worker thread.
     """
     from iris_predict.edge import decoding
-    from iris_predict.protocols import parsing
-    from iris_predict.protocols.answers import answer
     from iris_predict.edge.responses import json_response
+    from iris_predict.protocols.native import answer
 
     body = batch_bodies(BIG_ROWS)["instances"]
     payload = decoding.decode(body)
-    batch = parsing.parse(payload)
+    batch = parse(payload)
     reply = answer(batch, served)
-    stages = {"decode": lambda: decoding.decode(body), "parse": lambda: parsing.parse(payload),
+    stages = {"decode": lambda: decoding.decode(body), "parse": lambda: parse(payload),
               "answer": lambda: answer(batch, served), "encode": lambda: json_response(reply)}
     return {name: per_call_us(repeat(fn), seconds) / 1e3 for name, fn in stages.items()}
+
+
+def parse(payload):
+    """A decoded JSON body posted to "/", parsed by the protocol that claims it."""
+    from iris_predict.edge import decoding
+    from iris_predict.model import served as model
+    from iris_predict.protocols import routes
+    from main import Incoming
+
+    route = routes.ROUTES["/"]
+    protocol = next(p for p in route.takers[decoding.JSON] if p.claims(payload))
+    return protocol.parse(payload, Incoming(route, b"", {}), model.get())
 
 
 def measure_in(bin_dir: Path, seconds: float) -> dict:

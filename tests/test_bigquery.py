@@ -12,7 +12,8 @@ import itertools
 
 import pytest
 
-from iris_predict.features import NAMES
+
+NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")  # iris's, in model.json
 
 RETRIED_BY_BIGQUERY = {408, 429, 500, 503, 504}
 SETOSA, VERSICOLOR, VIRGINICA = [5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]
@@ -124,7 +125,7 @@ def test_a_batch_over_the_limit_is_refused_without_retry(live):
     limit = live.call("GET").json()["limits"]["max_batch_rows"]
     message = refusal(live, bigquery([SETOSA] * (limit + 1)), status=413)
     assert message == f"calls has {limit + 1} rows, more than the limit of {limit}; " \
-                      "split the batch"
+                      f"split it into batches of at most {limit} rows"
 
 
 @pytest.mark.parametrize("calls, context, says", [

@@ -8,7 +8,8 @@ from sklearn.tree import DecisionTreeClassifier
 
 from iris_predict.model import served as model_module
 from iris_predict import settings
-from iris_predict.features import MAX_VALUE
+
+MAX_VALUE = 100.0  # iris's bound on every measurement, from model.json
 
 
 def _inputs() -> dict:
@@ -81,8 +82,8 @@ def test_other_estimators_use_their_own_methods(served):
 @pytest.mark.parametrize("rows", [1, model_module.FEW_ROWS, model_module.FEW_ROWS + 1, 500])
 def test_answers_round_as_numpy_rounds_scikit_learns_probabilities(served, sklearn_estimator, rows):
     """Few rows are rounded in Python, many in NumPy: both must be np.round(proba, 6)."""
-    from iris_predict.protocols.answers import answer
     from iris_predict.protocols.batch import Batch, Kind
+    from iris_predict.protocols.native import answer
 
     X = INPUTS["out of range"][:rows].copy()
     body = answer(Batch(Kind.INSTANCES, X, probabilities=True), served)

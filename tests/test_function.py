@@ -134,7 +134,9 @@ def test_body_over_the_limit_is_413_before_it_is_read(app, monkeypatch):
         reply = client.post("/", content=b"{" * 101, headers={"Content-Type": "application/json"})
     assert early_reads == [], "the body was read before the 413"
     assert reply.status_code == 413
-    assert reply.json() == {"error": "request body is 101 bytes, more than the limit of 100"}
+    assert reply.json() == {"error": "request body is 101 bytes, more than the limit of 100; send "
+                                     "the rows in several requests, batches of at most "
+                                     f"{settings.MAX_BATCH_ROWS} rows that each fit in 100 bytes"}
 
 
 def test_cors_any_origin_by_default(client):

@@ -3,13 +3,35 @@
 import numpy as np
 import pytest
 
-from iris_predict.edge import decoding
-from iris_predict.protocols import parsing
 from iris_predict import settings
-from iris_predict.protocols.batch import BigQueryOutput, Kind
+from iris_predict.edge import decoding
 from iris_predict.edge.decoding import decode
 from iris_predict.errors import RequestError
-from iris_predict.protocols.parsing import parse
+from iris_predict.model import served as model
+from iris_predict.protocols import routes, rows
+from iris_predict.protocols.batch import CLASS, Kind
+from main import Incoming
+
+ROOT = routes.ROUTES["/"]
+
+
+def parse(payload, query: bytes = b""):
+    """A decoded body posted to "/", parsed by the protocol that claims it."""
+    protocol = next(p for p in ROOT.takers[decoding.JSON] if p.claims(payload))
+    return protocol.parse(payload, Incoming(ROOT, query, {}), model.get())
+
+
+def answer(payload) -> dict:
+    """The answer to a decoded body posted to "/", from the protocol that claims it."""
+    protocol = next(p for p in ROOT.takers[decoding.JSON] if p.claims(payload))
+    return protocol.answer(parse(payload), model.get())
+
+
+def parse_bytes(body: bytes):
+    """A body posted to "/" as JSON: decoded, then parsed, as the front door does."""
+    served = model.get()
+    protocol, payload = routes.decode(ROOT, decoding.JSON, body, {}, served.signature)
+    return protocol.parse(payload, Incoming(ROOT, b"", {}), served)
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 TUTORIAL = {"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}
@@ -32,7 +54,7 @@ def test_instances_accept_arrays_and_objects_in_order():
 def test_calls_keep_nulls_and_read_decimal_strings():
     batch = parse({"requestId": "r", "calls": [SETOSA, [None, 1, 2, 3], ["5.1", "3.5", "1.4", "0.2"]],
                    "userDefinedContext": {"output": "class"}})
-    assert (batch.total, batch.present, batch.output) == (3, [0, 2], BigQueryOutput.CLASS)
+    assert (batch.total, batch.present, batch.output) == (3, [0, 2], CLASS)
     np.testing.assert_array_equal(batch.X, [SETOSA, SETOSA])
 
 
@@ -43,7 +65,9 @@ def test_empty_calls_are_an_empty_answer():
 
 BAD = [
     # (body bytes, status, words the message must contain)
-    (b"", 400, "not valid JSON"),
+    (b"", 400, 'request body is empty; send one row as JSON, such as {"sl": 5.8, "sw": 3.1, '
+               '"pl": 3.8, "pw": 1.2}'),
+    (b" \n", 400, "request body is empty"),
     (b"{", 400, "not valid JSON"),
     (b"\xff\xfe\x00", 400, "not valid"),
     (b'{"sl": NaN, "sw": 1, "pl": 1, "pw": 1}', 400, "NaN"),
@@ -59,7 +83,13 @@ BAD = [
     (b"{}", 400, "missing sl, sw, pl, pw"),
     (b'{"sl": 1, "sw": 1, "pl": 1}', 400, "missing pw"),
     (b'{"sl": 1, "sw": 1, "pl": 1, "pw": 1, "x": 2}', 400, 'unknown field "x"'),
-    (b'{"sl": 1, "sw": 1, "pl": 1, "petal_width": 1}', 400, "not both"),
+    (b'{"sl": 1, "sw": 1, "pl": 1, "petal_width": 1}', 400,
+     'request body mixes long and short names: "petal_width" is the other form of "pw"; '
+     'use sl, sw, pl, pw'),
+    (b'{"sepal_length": 1, "sepal_width": 1, "petal_length": 1, "pw": 1}', 400,
+     '"pw" is the other form of "petal_width"'),
+    (b'{"sepal_length": 1, "sepal_width": 1, "petal_length": 1, "petal_widht": 1}', 400,
+     'unknown field "petal_widht" (did you mean "petal_width"?)'),
     (b'{"sl": "5.1", "sw": 1, "pl": 1, "pw": 1}', 400, 'sl must be a number greater than 0 and at most 100 (cm), got string "5.1"'),
     (b'{"sl": true, "sw": 1, "pl": 1, "pw": 1}', 400, "got boolean"),
     (b'{"sl": null, "sw": 1, "pl": 1, "pw": 1}', 400, "got null"),
@@ -74,7 +104,7 @@ BAD = [
     (b'{"instances": [[1, 2, 3]]}', 400, "instances[0] has 3 values, expected 4"),
     (b'{"instances": [[1, 2, 3, 4], [1, 2, 3, 4, 5]]}', 400, "instances[1] has 5 values"),
     (b'{"instances": [[1, 2, 3, "4"]]}', 400, "instances[0][3] (petal_width)"),
-    (b'{"instances": [[1, 2, 3, 4], 7]}', 400, "instances[1] must be an array of 4 numbers or an object"),
+    (b'{"instances": [[1, 2, 3, 4], 7]}', 400, "instances[1] must be an array of 4 values or an object"),
     (b'{"instances": [{"sl": 1, "sw": 2, "pl": 3}]}', 400, "instances[0] is missing pw"),
     (b'{"instances": [[1, 2, 3, 4]], "parameters": {"probabilities": "yes"}}', 400, "parameters.probabilities"),
     (b'{"instances": [[1, 2, 3, 4]], "parameters": {"top_k": 1}}', 400, 'unknown field "top_k"'),
@@ -91,7 +121,7 @@ BAD = [
 @pytest.mark.parametrize("body, status, words", BAD)
 def test_bad_requests_are_named(body, status, words):
     with pytest.raises(RequestError) as caught:
-        parse(decode(body))
+        parse_bytes(body)
     assert caught.value.status == status
     assert words in caught.value.message
     assert len(caught.value.message) < 300
@@ -107,10 +137,10 @@ def test_batch_row_limit(monkeypatch):
 
 def test_fast_and_row_by_row_paths_agree():
     rng = np.random.default_rng(0)
-    rows = rng.uniform(0.1, 9, size=(500, 4)).tolist()
-    fast = parse({"instances": rows}).X
-    slow = parse({"instances": rows + [NAMED]}).X[:-1]  # an object row forces the slow path
-    assert parsing._fast_matrix(rows) is not None
+    rows_ = rng.uniform(0.1, 9, size=(500, 4)).tolist()
+    fast = parse({"instances": rows_}).X
+    slow = parse({"instances": rows_ + [NAMED]}).X[:-1]  # an object row forces the slow path
+    assert rows._fast(rows_, rows.columns(model.get().signature)) is not None
     np.testing.assert_array_equal(fast, slow)
 
 

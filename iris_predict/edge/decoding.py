@@ -45,7 +45,8 @@ async def read_body(receive, headers: dict, media: str, accepted: tuple) -> byte
     limit = settings.MAX_BODY_BYTES
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"request body is {length} bytes, more than the limit of {limit}")
+        raise PayloadTooLarge(f"request body is {length} bytes, more than the limit of {limit}; "
+                              f"{_split()}")
     # Chunked bodies have no Content-Length: count as they arrive, stop past the limit.
     chunks, size, more = [], 0, True
     while more:
@@ -55,10 +56,16 @@ async def read_body(receive, headers: dict, media: str, accepted: tuple) -> byte
         chunk, more = message.get("body", b""), message.get("more_body", False)
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body is more than the limit of {limit} bytes",
-                                  body_read=not more)
+            raise PayloadTooLarge(f"request body is more than the limit of {limit} bytes; "
+                                  f"{_split()}", body_read=not more)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _split() -> str:
+    """What an over-limit body is told to do instead."""
+    return (f"send the rows in several requests, batches of at most {settings.MAX_BATCH_ROWS} "
+            f"rows that each fit in {settings.MAX_BODY_BYTES} bytes")
 
 
 def decode(body: bytes):
@@ -102,8 +109,14 @@ def _keys_provably_unique(body: bytes, payload) -> bool:
     return objects == body.count(b"{") and pairs + colons == body.count(b":")
 
 
+class EmptyBody(InvalidRequest):
+    """A body of nothing but white space: a protocol may say what to send instead."""
+
+
 def _decode_strictly(body: bytes):
     """The standard library's decoder, with every refusal named."""
+    if not body.strip():
+        raise EmptyBody("request body is empty; send a JSON object")
     try:
         return json.loads(body, parse_constant=_reject_constant,
                           object_pairs_hook=_reject_duplicates)

@@ -1,50 +1,50 @@
-"""Shape predictions into the JSON each kind of request expects."""
+"""The pieces every answer is made of, named as the model's signature names them.
+
+A classifier answers class indices (`prediction`, as the tutorial did), each
+row's label under the target's name (iris: `species`) and, when asked, its
+probabilities per class; a regressor answers its values, under `prediction` and
+the target's name. Warnings say where the model extrapolates: a number outside
+its training range, a category the training data never had.
+"""
 
 import numpy as np
 
-from iris_predict.protocols.batch import Batch, BigQueryOutput, Kind
-from iris_predict.features import FEATURES, NAMES
 from iris_predict.model.served import FEW_ROWS, Model
+from iris_predict.protocols.batch import Batch
+from iris_predict.text import show
 
 PROBABILITY_DIGITS = 6
 ROUNDING = 10.0 ** PROBABILITY_DIGITS
 
 
-def answer(batch: Batch, model: Model) -> dict:
-    """The response body for a validated batch."""
-    wants_proba = batch.probabilities or batch.output is BigQueryOutput.JSON
-    labels, proba = model.predict(batch.X, wants_proba) if len(batch.X) else ([], None)
-    explanations = explain(model, batch.X, labels) if batch.explain else None
-    labels = labels.tolist() if isinstance(labels, np.ndarray) else list(labels)
-    classes = model.classes
-    species = [classes[k] for k in labels]
-    probabilities = _probabilities(model, proba) if proba is not None else None
-    warnings = _warnings(model, batch.X)
+class Scores:
+    """A batch's predictions, in the forms the protocols' answers take them."""
 
-    if batch.kind is Kind.SINGLE:
-        # "prediction": [k] is the tutorial's answer; old clients read only that.
-        body = {"prediction": labels, "species": species[0],
-                "probabilities": probabilities[0], "warnings": warnings}
-    elif batch.kind is Kind.CALLS:
-        return {"replies": _replies(batch, labels, species, probabilities, warnings)}
-    else:
-        body = {"predictions": labels, "species": species}
-        if probabilities is not None:
-            body["probabilities"] = probabilities
-        body["warnings"] = warnings
-    if explanations is not None:
-        body["explanations"] = explanations
-    return body
+    __slots__ = ("predictions", "labels", "probabilities", "explanations", "warnings")
+
+    def __init__(self, batch: Batch, model: Model, probabilities: bool = False):
+        signature = model.signature
+        wants_proba = probabilities and signature.classifier
+        predicted, proba = model.predict(batch.X, wants_proba) if len(batch.X) else ([], None)
+        self.explanations = explain(model, batch.X, predicted) if batch.explain else None
+        self.predictions = predicted.tolist() if isinstance(predicted, np.ndarray) \
+            else list(predicted)
+        classes = signature.classes
+        # A classifier's labels; a regressor's values stand under the target's name.
+        self.labels = [classes[k] for k in self.predictions] if classes else self.predictions
+        self.probabilities = _probabilities(classes, proba) if proba is not None else None
+        self.warnings = warnings(model, batch)
 
 
-def explain(model: Model, X: np.ndarray, labels) -> list:
+def explain(model: Model, X: np.ndarray, predicted) -> list:
     """One {feature: contribution} per row: Model.explain, rounded like probabilities."""
-    contributions = np.round(model.explain(X, labels), PROBABILITY_DIGITS)
-    return [dict(zip(NAMES, row)) for row in contributions.tolist()]
+    contributions = np.round(model.explain(X, predicted), PROBABILITY_DIGITS)
+    names = model.signature.names
+    return [dict(zip(names, row)) for row in contributions.tolist()]
 
 
-def _probabilities(model: Model, proba: np.ndarray) -> list:
-    """{species: probability} per row, rounded as np.round(proba, PROBABILITY_DIGITS) rounds:
+def _probabilities(classes: tuple, proba: np.ndarray) -> list:
+    """{class: probability} per row, rounded as np.round(proba, PROBABILITY_DIGITS) rounds:
     p * 10**digits to the nearest integer, ties to even, divided back."""
     if len(proba) <= FEW_ROWS:  # NumPy's overhead per call outweighs the work here
         rounded = [[round(p * ROUNDING) / ROUNDING for p in row] for row in proba.tolist()]
@@ -53,39 +53,28 @@ def _probabilities(model: Model, proba: np.ndarray) -> list:
         np.rint(proba, out=proba)
         proba /= ROUNDING
         rounded = proba.tolist()
-    classes = model.classes
     return [dict(zip(classes, row)) for row in rounded]
 
 
-def _warnings(model: Model, X: np.ndarray) -> list:
-    """One entry per out-of-training-range value: the model extrapolates there."""
+def warnings(model: Model, batch: Batch) -> list:
+    """One entry per value the model extrapolates to, by row then feature."""
+    features = model.signature.features
     found = []
-    for row, col, value in model.out_of_range(X):
-        name, _, unit = FEATURES[col]
-        lo, hi = model.ranges[col]
-        found.append({
-            "row": row, "feature": name, "value": value, "min": lo, "max": hi,
-            "message": f"{name} {value:g} {unit} is outside the training range "
-                       f"{lo:g}-{hi:g} {unit}; the prediction is an extrapolation",
-        })
-    return found
-
-
-def _replies(batch: Batch, labels, species, probabilities, warnings) -> list:
-    """One reply per call, in order; None (SQL NULL) where a call had a NULL argument."""
-    if batch.output is BigQueryOutput.CLASS:
-        scored = labels
-    elif batch.output is BigQueryOutput.SPECIES:
-        scored = species
-    else:
-        by_row = [[] for _ in labels]
-        for w in warnings:
-            by_row[w["row"]].append({k: v for k, v in w.items() if k != "row"})
-        scored = [{"class": k, "species": s, "probabilities": p, "warnings": ws}
-                  for k, s, p, ws in zip(labels, species, probabilities or [], by_row)]
-    if len(scored) == batch.total:  # no NULL rows: the replies are the scores, in order
-        return scored
-    replies = [None] * batch.total
-    for i, reply in zip(batch.present, scored):
-        replies[i] = reply
-    return replies
+    for row, col, value in model.out_of_range(batch.X):
+        feature = features[col]
+        unit = f" {feature.unit}" if feature.unit else ""
+        found.append((row, col, {
+            "row": row, "feature": feature.name, "value": value,
+            "min": feature.min, "max": feature.max,
+            "message": f"{feature.name} {value:g}{unit} is outside the training range "
+                       f"{feature.min:g}-{feature.max:g}{unit}; the prediction is an "
+                       f"extrapolation"}))
+    for row, col, value in batch.unknown:
+        name = features[col].name
+        found.append((row, col, {
+            "row": row, "feature": name, "value": value,
+            "message": f"{name} {show(value)} is a category the training data never had; "
+                       f"the model weighs it as none of the known ones"}))
+    if batch.unknown:
+        found.sort(key=lambda entry: entry[:2])
+    return [entry for _, _, entry in found]

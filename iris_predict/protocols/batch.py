@@ -1,7 +1,7 @@
 """What a request asks for once it is parsed: the rows to score and the answer's form.
 
-parsing builds a Batch and answers reads it; the request kinds and BigQuery's
-reply forms are named here, once, so that both agree on them.
+A protocol's parse builds a Batch and its answer reads it; the request kinds and
+BigQuery's reply forms are named here, once, so that both agree on them.
 """
 
 import enum
@@ -13,19 +13,16 @@ import numpy as np
 class Kind(enum.Enum):
     """The request shapes of docs/api.md and each protocol's document."""
 
-    SINGLE = "single"        # one flower: {"sl": 5.1, ...}, the tutorial's body
+    SINGLE = "single"        # one row as an object: {"sl": 5.1, ...}, the tutorial's body
     INSTANCES = "instances"  # a batch: {"instances": [...]}, Vertex AI / KServe V1, or CSV
     CALLS = "calls"          # a BigQuery remote function call: {"calls": [...]}
     INFER = "infer"          # an Open Inference Protocol (V2) inference request
     INVOCATIONS = "invocations"  # an MLflow scoring server request
 
 
-class BigQueryOutput(enum.Enum):
-    """What each BigQuery reply holds, chosen by userDefinedContext.output."""
-
-    SPECIES = "species"
-    CLASS = "class"
-    JSON = "json"
+# What each BigQuery reply holds, chosen by userDefinedContext.output: the label (or, for
+# a regressor, the value) under the target's name by default, the class index, or all as JSON.
+CLASS, JSON = "class", "json"
 
 
 @dataclass(slots=True)
@@ -33,13 +30,15 @@ class Batch:
     """Validated rows to predict and how the answer should be shaped."""
 
     kind: Kind
-    X: np.ndarray                  # (rows, 4) float64, every value validated
+    X: np.ndarray                  # (rows, features) float64, as rows.matrix() makes it
     probabilities: bool = False    # include per-class probabilities
-    output: BigQueryOutput = BigQueryOutput.SPECIES
+    output: str | None = None      # BigQuery: CLASS, JSON, or None for the label
     explain: bool = False          # include each feature's contribution (docs/api.md)
     table: bool = False            # answer as a CSV table (Accept: text/csv)
     total: int = 0                 # calls only: rows sent, including NULL rows
     present: list = field(default_factory=list)  # calls only: indices of non-NULL rows
+    unknown: list = field(default_factory=list)  # (row, feature, value): unseen categories
+    passthrough: tuple = ()        # CSV: (header, rows) of columns the model does not use
     options: object = None         # V2 only: the id and outputs asked for (open_inference)
 
     @property

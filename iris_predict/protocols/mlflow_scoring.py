@@ -7,14 +7,19 @@ dataframe_records, instances or inputs (or a CSV table) gets
 MLflow's MlflowException serializes them (mlflow/pyfunc/scoring_server).
 """
 
-from iris_predict.protocols import csv_format, parsing, routes
 from iris_predict.edge import decoding
-from iris_predict.model import served as model
-from iris_predict.protocols.batch import Batch, Kind
-from iris_predict.errors import InvalidRequest
 from iris_predict.edge.responses import TEXT, content_response, json_response
+from iris_predict.errors import InvalidRequest
+from iris_predict.model import served as model
+from iris_predict.protocols import csv_table, rows
+from iris_predict.protocols.batch import Batch, Kind
 from iris_predict.text import kind, show
 
+NAME = "mlflow"
+PING, VERSION, INVOCATIONS = "ping", "version", "invocations"
+PATHS = {"/invocations": (INVOCATIONS, ("POST",)), "/ping": (PING, ("GET",)),
+         "/health": (PING, ("GET",)), "/version": (VERSION, ("GET",))}
+WHERE = "/invocations, /ping, /health and /version (MLflow)"
 MEDIA_TYPES = (decoding.JSON, decoding.CSV)
 DF_SPLIT, DF_RECORDS, INSTANCES, INPUTS = (
     "dataframe_split", "dataframe_records", "instances", "inputs")
@@ -29,18 +34,27 @@ def error_body(message: str, status: int) -> dict:
     return {"error_code": ERROR_CODES.get(status, BAD_REQUEST), "message": message}
 
 
-async def get(route: routes.Route):
+def claims(payload) -> bool:
+    return True
+
+
+def decode(body: bytes, headers: dict, signature):
+    return body if decoding.media_type(headers) == decoding.CSV else decoding.decode(body)
+
+
+async def get(route, headers: dict):
     """/ping and /health: 200 once the model is loaded (at once, never waiting); /version."""
-    if route.operation == routes.PING:
+    if route.operation == PING:
         model.loaded()
         return json_response({"status": "ok"})
     return content_response((await model.ready()).version, TEXT)
 
 
-def parse(payload) -> Batch:
+def parse(payload, request, served: model.Model) -> Batch:
     """A scoring request (decoded JSON, or the bytes of a CSV table) as a batch."""
     if isinstance(payload, bytes):
-        return Batch(Kind.INVOCATIONS, csv_format.matrix(payload))
+        found, _ = csv_table.read(payload, served.signature)
+        return Batch(Kind.INVOCATIONS, found.X, unknown=found.unknown)
     if type(payload) is not dict:
         raise InvalidRequest(f"the body must be a JSON object with exactly one of the fields "
                              f"{', '.join(FORMATS)}, got {kind(payload)}")
@@ -48,24 +62,29 @@ def parse(payload) -> Batch:
     if len(found) != 1:
         raise InvalidRequest(f"the body must have exactly one of the fields "
                              f"{', '.join(FORMATS)}; found {', '.join(found) or 'none of them'}")
-    parsing.only_keys(payload, (*found, PARAMS), "request body")
+    rows.only_keys(payload, (*found, PARAMS), "request body")
     if payload.get(PARAMS, {}) != {}:
         raise InvalidRequest(f"{PARAMS} must be empty: this model takes no parameters")
     key = found[0]
-    X, _ = parsing.matrix(ROWS[key](payload[key], key), key)
-    return Batch(Kind.INVOCATIONS, X)
+    found = rows.matrix(ROWS[key](payload[key], key), key, served.signature)
+    return Batch(Kind.INVOCATIONS, found.X, unknown=found.unknown)
 
 
 def answer(batch: Batch, served: model.Model) -> dict:
-    labels, _ = served.predict(batch.X, False)
-    return {"predictions": labels.tolist()}
+    predicted, _ = served.predict(batch.X, False)
+    return {"predictions": predicted.tolist()}
+
+
+def respond(body: dict, batch: Batch, served: model.Model):
+    return json_response(body)
+
 
 
 def _split(frame, where: str) -> list:
     """pandas' to_dict(orient="split"): columns and data (and an index, which is ignored)."""
     if not isinstance(frame, dict):
         raise InvalidRequest(f"{where} must be an object with columns and data, got {kind(frame)}")
-    parsing.only_keys(frame, ("columns", "data", "index"), where)
+    rows.only_keys(frame, ("columns", "data", "index"), where)
     data, index = frame.get("data"), frame.get("index", [])
     if not isinstance(data, list):
         raise InvalidRequest(f"{where}.data must be an array of rows, got {kind(data)}")
@@ -78,13 +97,13 @@ def _split(frame, where: str) -> list:
             or len(set(columns)) != len(columns):
         raise InvalidRequest(f"{where}.columns must be an array of distinct feature names, "
                              f"got {show(columns)}")
-    rows = []
+    found = []
     for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) != len(columns):
             raise InvalidRequest(f"{where}.data[{i}] must be an array of {len(columns)} values, "
                                  f"one per column")
-        rows.append(dict(zip(columns, row)))
-    return rows
+        found.append(dict(zip(columns, row)))
+    return found
 
 
 def _rows(rows, where: str) -> list:

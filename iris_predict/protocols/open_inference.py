@@ -1,11 +1,16 @@
 """The Open Inference Protocol (KServe's V2 REST API), as KServe, MLServer and Triton speak it.
 
-docs/open-inference.md is the reference. The model is "iris": one input tensor of
-shape [N, 4] (FP32 or FP64, the features in model.json's order) and two outputs
-named as MLServer's scikit-learn runtime names them: "predict" (INT64 [N], the
-class index) and "predict_proba" (FP64 [N, 3]). Tensor data comes as JSON or,
-with Triton's binary tensor extension, as raw little-endian bytes after the JSON
-header, which is what tritonclient sends and asks for by default.
+docs/open-inference.md is the reference. The model is named as model.json names
+it. A model whose features are all numbers takes one input tensor of shape
+[N, F] (FP32 or FP64, the features in model.json's order); a model with
+categories takes one input per column, named for its feature, as MLServer's
+pandas codec sends a data frame (BYTES for strings, FP32/FP64/INT64 for numbers),
+and its metadata says so. Outputs are named as MLServer's scikit-learn runtime
+names them: "predict" (a classifier's INT64 class index, a regressor's FP64
+value) and, for classifiers, "predict_proba" (FP64 [N, classes]). Tensor data
+comes as JSON or, with Triton's binary tensor extension, as raw little-endian
+bytes after the JSON header, which is what tritonclient sends and asks for by
+default.
 """
 
 from dataclasses import dataclass
@@ -13,16 +18,29 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
+import re
+import struct
+
 from iris_predict.edge import decoding
-from iris_predict.model import served as model
-from iris_predict.protocols import parsing, routes
-from iris_predict.protocols.batch import Batch, Kind
-from iris_predict.errors import InvalidRequest, NotFound
-from iris_predict.features import MAX_VALUE, MIN_VALUE, NAMES
 from iris_predict.edge.responses import content_response, json_response
+from iris_predict.errors import InvalidRequest, NotFound
+from iris_predict.model import served as model
+from iris_predict.protocols import rows
+from iris_predict.protocols.batch import Batch, Kind
 from iris_predict.text import kind, show
 
+NAME = "v2"
 SERVER_NAME = "iris-predict"
+# Operations (KServe's V2 REST API).
+LIVE, READY, SERVER, MODEL, MODEL_READY, INFER = (
+    "live", "ready", "server", "model", "model ready", "infer")
+PATHS = {"/v2": (SERVER, ("GET",)), "/v2/health/live": (LIVE, ("GET",)),
+         "/v2/health/ready": (READY, ("GET",))}
+WHERE = "/v2/... (Open Inference Protocol)"
+# v2/models/${MODEL_NAME}[/versions/${MODEL_VERSION}][/ready|/infer]
+MODEL_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?")
+MODEL_OPERATIONS = {None: (MODEL, ("GET",)), "/ready": (MODEL_READY, ("GET",)),
+                    "/infer": (INFER, ("POST",))}
 # Triton's name for the extension: tensors as raw bytes after the JSON header.
 BINARY_EXTENSION = "binary_tensor_data"
 # The request and response header that says where the JSON ends and the tensors begin.
@@ -30,9 +48,28 @@ HEADER_LENGTH = "inference-header-content-length"
 MEDIA_TYPES = (decoding.JSON, decoding.BINARY, decoding.NONE)
 INPUT_NAME = "input-0"  # what the metadata calls the input; a request may name it anything
 DATATYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+# A column of a data frame (MLServer's pandas codec) may also be integers or strings.
+COLUMN_DATATYPES = {**DATATYPES, "INT64": np.dtype("<i8"), "BYTES": None}
 PREDICT, PREDICT_PROBA = "predict", "predict_proba"
-OUTPUTS = (PREDICT, PREDICT_PROBA)
-WIDTH = len(NAMES)
+
+
+def match(path: str):
+    """(operation, methods, params) for a model path, else None."""
+    found = MODEL_PATH.fullmatch(path)
+    if found is None:
+        return None
+    name, version, suffix = found.groups()
+    operation, methods = MODEL_OPERATIONS[suffix]
+    return operation, methods, {"model": name, "version": version or ""}
+
+
+def claims(payload) -> bool:
+    return True
+
+
+def outputs(signature) -> tuple:
+    """The outputs the model gives, in the order they are sent when none are asked for."""
+    return (PREDICT, PREDICT_PROBA) if signature.classifier else (PREDICT,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,54 +79,71 @@ class Options:
     id: str | None
     outputs: tuple        # output names, in the order asked
     binary: frozenset     # those to send as raw bytes
-    version: str          # the model version its path names, if any
+    path: dict            # the model name and version its path names
 
 
 # Health and metadata (GET).
 
-async def get(route: routes.Route):
+async def get(route, headers: dict):
     """The answer to a GET of `route`; readiness answers at once, without waiting for the model."""
-    if route.operation == routes.LIVE:
+    if route.operation == LIVE:
         return json_response({"live": True})
-    if route.operation == routes.READY:
+    if route.operation == READY:
         model.loaded()
         return json_response({"ready": True})
-    if route.operation == routes.MODEL_READY:
-        _check_version(route.version, model.loaded())
-        return json_response({"name": routes.MODEL_NAME, "ready": True})
+    if route.operation == MODEL_READY:
+        served = model.loaded()
+        _check_model(route.params, served)
+        return json_response({"name": served.signature.name, "ready": True})
     served = await model.ready()
-    if route.operation == routes.SERVER:
+    if route.operation == SERVER:
         return json_response({"name": SERVER_NAME, "version": served.version,
                               "extensions": [BINARY_EXTENSION]})
-    _check_version(route.version, served)
+    _check_model(route.params, served)
     return json_response(metadata(served))
 
 
 def metadata(served: model.Model) -> dict:
-    """The model metadata: its version, input and outputs."""
-    return {
-        "name": routes.MODEL_NAME,
-        "versions": [served.version],
-        "platform": "sklearn",
-        "inputs": [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, WIDTH],
-                    # Parameters are strings, numbers or booleans: the order, comma-separated.
-                    "parameters": {"features": ",".join(NAMES), "unit": "cm"}}],
-        "outputs": [{"name": PREDICT, "datatype": "INT64", "shape": [-1]},
-                    {"name": PREDICT_PROBA, "datatype": "FP64",
-                     "shape": [-1, len(served.classes)],
-                     "parameters": {"classes": ",".join(served.classes)}}],
-    }
+    """The model metadata: its version, inputs and outputs."""
+    signature = served.signature
+    if signature.numeric:
+        # Parameters are strings, numbers or booleans: the order, comma-separated.
+        parameters = {"features": ",".join(signature.names)}
+        units = {f.unit for f in signature.features}
+        if len(units) == 1 and None not in units:
+            parameters["unit"] = units.pop()
+        inputs = [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, len(signature.names)],
+                   "parameters": parameters}]
+    else:  # one column per input, as MLServer's pandas codec sends a data frame
+        inputs = [{"name": f.name, "datatype": "FP64" if f.number else "BYTES", "shape": [-1, 1]}
+                  for f in signature.features]
+    predict = {"name": PREDICT, "datatype": "INT64" if signature.classifier else "FP64",
+               "shape": [-1]}
+    found = {"name": signature.name, "versions": [served.version], "platform": "sklearn",
+             "inputs": inputs, "outputs": [predict]}
+    if signature.classifier:
+        found["outputs"].append({"name": PREDICT_PROBA, "datatype": "FP64",
+                                 "shape": [-1, len(signature.classes)],
+                                 "parameters": {"classes": ",".join(signature.classes)}})
+    if not signature.numeric:
+        found["parameters"] = {"content_type": "pd"}
+    return found
 
 
-def _check_version(version: str, served: model.Model):
+def _check_model(params: dict, served: model.Model):
+    name = served.signature.name
+    if params["model"] != name:
+        raise NotFound(f"model {show(params['model'])} is not served here; the only model is "
+                       f"{name}")
+    version = params["version"]
     if version and version != served.version:
-        raise NotFound(f"model {routes.MODEL_NAME} has no version {show(version)}; "
+        raise NotFound(f"model {name} has no version {show(version)}; "
                        f"its version is {served.version}")
 
 
 # Inference (POST): decode -> parse -> answer -> respond.
 
-def decode(body: bytes, headers: dict) -> tuple:
+def decode(body: bytes, headers: dict, signature) -> tuple:
     """(JSON header, the binary tensor bytes after it) of an inference request body."""
     length = headers.get(HEADER_LENGTH)
     if length is None:
@@ -100,114 +154,198 @@ def decode(body: bytes, headers: dict) -> tuple:
     return decoding.decode(body[:int(length)]), body[int(length):]
 
 
-def parse(payload: tuple, route: routes.Route) -> Batch:
+def parse(payload: tuple, request, served: model.Model) -> Batch:
     """A validated inference request; InvalidRequest names what is wrong."""
-    request, binary = payload
-    if type(request) is not dict:
-        raise InvalidRequest(f"request body must be a JSON object, got {kind(request)}")
-    parsing.only_keys(request, ("id", "parameters", "inputs", "outputs"), "request body")
-    request_id = request.get("id")
+    _check_model(request.route.params, served)
+    body, binary = payload
+    if type(body) is not dict:
+        raise InvalidRequest(f"request body must be a JSON object, got {kind(body)}")
+    rows.only_keys(body, ("id", "parameters", "inputs", "outputs"), "request body")
+    request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidRequest(f"id must be a string, got {kind(request_id)}")
-    parameters = _object(request.get("parameters", {}), "parameters", ("binary_data_output",))
+    parameters = _object(body.get("parameters", {}), "parameters",
+                         ("binary_data_output", "content_type"))
     binary_output = _flag(parameters, "binary_data_output", "parameters")
-    inputs = request.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1:
-        got = f"{len(inputs)} inputs" if isinstance(inputs, list) else kind(inputs)
-        raise InvalidRequest(f"inputs must be an array of one tensor of shape [N, {WIDTH}], "
-                             f"got {got}")
-    X = _tensor(inputs[0], binary)
-    outputs, binary_outputs = _outputs(request.get("outputs"), binary_output)
-    return Batch(Kind.INFER, X, probabilities=PREDICT_PROBA in outputs,
-                 options=Options(request_id, outputs, binary_outputs, route.version))
+    signature = served.signature
+    tensors = _Tensors(body.get("inputs"), binary, signature)
+    found = tensors.matrix() if signature.numeric else tensors.columns()
+    if tensors.offset != len(binary):
+        raise InvalidRequest(f"the body has {len(binary)} bytes after its JSON header, but its "
+                             f"inputs' parameters.binary_data_size add up to {tensors.offset}")
+    names, binary_outputs = _outputs(body.get("outputs"), binary_output, outputs(signature))
+    return Batch(Kind.INFER, found.X, unknown=found.unknown,
+                 probabilities=PREDICT_PROBA in names,
+                 options=Options(request_id, names, binary_outputs, request.route.params))
 
 
-def _tensor(tensor, binary: bytes) -> np.ndarray:
-    """The input tensor as a validated (N, 4) float64 matrix."""
-    where = "inputs[0]"
-    tensor = _object(tensor, where, ("name", "shape", "datatype", "parameters", "data"))
-    for field in ("name", "shape", "datatype"):
-        if field not in tensor:
-            raise InvalidRequest(f"{where} is missing {field}")
-    if not isinstance(tensor["name"], str):
-        raise InvalidRequest(f"{where}.name must be a string, got {kind(tensor['name'])}")
-    datatype = DATATYPES.get(tensor["datatype"]) if isinstance(tensor["datatype"], str) else None
-    if datatype is None:
-        raise InvalidRequest(
-            f"{where}.datatype must be FP32 or FP64, got {show(tensor['datatype'])}")
-    shape = tensor["shape"]
-    if (not isinstance(shape, list) or len(shape) != 2 or shape[1] != WIDTH
-            or type(shape[0]) is not int or shape[0] < 1):
-        raise InvalidRequest(f"{where}.shape must be [N, {WIDTH}] with N at least 1 "
-                             f"({', '.join(NAMES)} in that order), got {show(shape)}")
-    rows = shape[0]
-    parsing.check_rows(rows, where)
-    parameters = _object(tensor.get("parameters", {}), f"{where}.parameters",
-                         ("binary_data_size",))
-    if "binary_data_size" in parameters:
-        if "data" in tensor:
-            raise InvalidRequest(f"{where} has both data and parameters.binary_data_size; "
-                                 "send one")
-        X = _binary_data(parameters["binary_data_size"], binary, datatype, rows, where)
-    elif "data" in tensor:
-        if binary:
+class _Tensors:
+    """The request's input tensors, read against the signature."""
+
+    def __init__(self, inputs, binary: bytes, signature):
+        self.signature = signature
+        self.cols = rows.columns(signature)
+        self.width = len(signature.names)
+        count = 1 if signature.numeric else self.width
+        if not isinstance(inputs, list) or len(inputs) != count:
+            got = f"{len(inputs)} inputs" if isinstance(inputs, list) else kind(inputs)
+            raise InvalidRequest(f"inputs must be an array of {self._expected()}, got {got}")
+        self.inputs = inputs
+        self.binary = binary
+        self.offset = 0  # binary tensors follow one another in the order of the inputs
+
+    def _expected(self) -> str:
+        if self.signature.numeric:
+            return (f"one tensor of shape [N, {self.width}] "
+                    f"({', '.join(self.signature.names)} in that order)")
+        return (f"{self.width} tensors of shape [N] or [N, 1], one per column, named "
+                f"{', '.join(self.signature.names)}")
+
+    def matrix(self) -> rows.Rows:
+        """The one [N, F] tensor of a model whose features are all numbers."""
+        where = "inputs[0]"
+        tensor, datatype = self._header(self.inputs[0], where, DATATYPES)
+        shape = tensor["shape"]
+        if (not isinstance(shape, list) or len(shape) != 2 or shape[1] != self.width
+                or type(shape[0]) is not int or shape[0] < 1):
+            raise InvalidRequest(f"{where}.shape must be [N, {self.width}] with N at least 1 "
+                                 f"({', '.join(self.signature.names)} in that order), "
+                                 f"got {show(shape)}")
+        n = shape[0]
+        rows.check_rows(n, where)
+        if self._is_binary(tensor, where):
+            X = self._binary(tensor, where, datatype, n * self.width).reshape(n, self.width)
+        else:
+            found = rows.matrix(_rows(tensor["data"], n, self.width, where), f"{where}.data",
+                                self.signature)
+            X = found.X
+            if datatype.itemsize == 4:  # the client's FP32 values, as it holds them
+                X = X.astype(np.float32).astype(np.float64)
+        rows.first_outside(X, self.cols, f"{where}.data")
+        return rows.Rows(X, range(n), [])
+
+    def columns(self) -> rows.Rows:
+        """One [N] or [N, 1] tensor per feature, by name, as a data frame's columns."""
+        by_name, n = {}, None
+        for i, tensor in enumerate(self.inputs):
+            where = f"inputs[{i}]"
+            tensor, datatype = self._header(tensor, where, COLUMN_DATATYPES)
+            name = tensor["name"]
+            if name not in self.cols.name_set or name in by_name:
+                problem = "repeats" if name in by_name else "is not a feature"
+                raise InvalidRequest(f"{where}.name {show(name)} {problem}; the inputs are "
+                                     f"{', '.join(self.signature.names)}, one each")
+            shape = tensor["shape"]
+            if (not isinstance(shape, list) or len(shape) not in (1, 2) or shape[1:] not in ([], [1])
+                    or type(shape[0]) is not int or shape[0] < 1 or n not in (None, shape[0])):
+                raise InvalidRequest(f"{where}.shape must be [N] or [N, 1], the same N for every "
+                                     f"input, got {show(shape)}")
+            n = shape[0]
+            rows.check_rows(n, where)
+            by_name[name] = self._column(tensor, datatype, n, where)
+        table = [by_name[name] for name in self.signature.names]
+        return rows.matrix([list(row) for row in zip(*table)], "inputs", self.signature)
+
+    def _header(self, tensor, where: str, datatypes: dict) -> tuple:
+        tensor = _object(tensor, where, ("name", "shape", "datatype", "parameters", "data"))
+        for field in ("name", "shape", "datatype"):
+            if field not in tensor:
+                raise InvalidRequest(f"{where} is missing {field}")
+        if not isinstance(tensor["name"], str):
+            raise InvalidRequest(f"{where}.name must be a string, got {kind(tensor['name'])}")
+        name = tensor["datatype"]
+        if not isinstance(name, str) or name not in datatypes:
+            raise InvalidRequest(f"{where}.datatype must be {' or '.join(datatypes)}, "
+                                 f"got {show(name)}")
+        _object(tensor.get("parameters", {}), f"{where}.parameters",
+                ("binary_data_size", "content_type"))
+        return tensor, datatypes[name]
+
+    def _is_binary(self, tensor: dict, where: str) -> bool:
+        if "binary_data_size" in tensor.get("parameters", {}):
+            if "data" in tensor:
+                raise InvalidRequest(f"{where} has both data and parameters.binary_data_size; "
+                                     "send one")
+            return True
+        if "data" not in tensor:
+            raise InvalidRequest(f"{where} has neither data nor parameters.binary_data_size")
+        if self.binary and self.signature.numeric:
             raise InvalidRequest("the body has binary data after its JSON header, but no input "
                                  "says its binary_data_size")
-        X, _ = parsing.matrix(_rows(tensor["data"], rows, where), f"{where}.data")
-        if datatype.itemsize == 4:  # the client's FP32 values, as it holds them
-            X = X.astype(np.float32).astype(np.float64)
-    else:
-        raise InvalidRequest(f"{where} has neither data nor parameters.binary_data_size")
-    _check_bounds(X, f"{where}.data")
-    return X
+        return False
+
+    def _binary(self, tensor: dict, where: str, datatype, count: int) -> np.ndarray:
+        size = tensor["parameters"]["binary_data_size"]
+        expected = count * datatype.itemsize
+        if type(size) is not int or size != expected:
+            raise InvalidRequest(f"{where}.parameters.binary_data_size must be {expected} "
+                                 f"({count} values of {datatype.itemsize} bytes), got {show(size)}")
+        chunk = self._take(size, where)
+        return np.frombuffer(chunk, datatype).astype(np.float64)
+
+    def _take(self, size: int, where: str) -> bytes:
+        if type(size) is not int or size < 0 or self.offset + size > len(self.binary):
+            raise InvalidRequest(f"the body has {len(self.binary) - self.offset} bytes left after "
+                                 f"its JSON header, but {where}.parameters.binary_data_size says "
+                                 f"{show(size)}")
+        chunk = self.binary[self.offset:self.offset + size]
+        self.offset += size
+        return chunk
+
+    def _column(self, tensor: dict, datatype, n: int, where: str) -> list:
+        """A column's values as JSON would give them: numbers, or strings for BYTES."""
+        if not self._is_binary(tensor, where):
+            data = tensor["data"]
+            if isinstance(data, list) and data and all(type(v) is list for v in data):
+                data = [v[0] if len(v) == 1 else v for v in data]  # [[a], [b]]: shape [N, 1]
+            if not isinstance(data, list) or len(data) != n:
+                raise InvalidRequest(f"{where}.data must be an array of {n} values, "
+                                     f"as its shape says")
+            return data
+        if datatype is not None:
+            return self._binary(tensor, where, datatype, n).tolist()
+        # BYTES, binary: each element a 4-byte little-endian length, then its bytes.
+        blob = self._take(tensor["parameters"]["binary_data_size"], where)
+        values, at = [], 0
+        try:
+            for _ in range(n):
+                (length,) = struct.unpack_from("<I", blob, at)
+                values.append(blob[at + 4:at + 4 + length].decode())
+                at += 4 + length
+        except (struct.error, UnicodeDecodeError):
+            raise InvalidRequest(f"{where}'s binary data is not {n} length-prefixed UTF-8 "
+                                 f"strings") from None
+        if at != len(blob) or len(values) != n:
+            raise InvalidRequest(f"{where}'s binary data is not {n} length-prefixed strings")
+        return values
 
 
-def _rows(data, rows: int, where: str) -> list:
-    """The tensor data as rows of 4: it may come nested ([[...], ...]) or flat, row-major."""
+def _rows(data, n: int, width: int, where: str) -> list:
+    """The tensor data as rows: it may come nested ([[...], ...]) or flat, row-major."""
     if not isinstance(data, list):
         raise InvalidRequest(f"{where}.data must be an array of numbers, got {kind(data)}")
     if data and all(type(row) is list for row in data):
-        if len(data) != rows:
-            raise InvalidRequest(f"{where}.data has {len(data)} rows, but its shape says {rows}")
+        if len(data) != n:
+            raise InvalidRequest(f"{where}.data has {len(data)} rows, but its shape says {n}")
         return data
-    if len(data) != rows * WIDTH:
+    if len(data) != n * width:
         raise InvalidRequest(f"{where}.data has {len(data)} values, but its shape "
-                             f"[{rows}, {WIDTH}] needs {rows * WIDTH}")
-    return [data[i:i + WIDTH] for i in range(0, len(data), WIDTH)]
+                             f"[{n}, {width}] needs {n * width}")
+    return [data[i:i + width] for i in range(0, len(data), width)]
 
 
-def _binary_data(size, binary: bytes, datatype: np.dtype, rows: int, where: str) -> np.ndarray:
-    expected = rows * WIDTH * datatype.itemsize
-    if type(size) is not int or size != expected:
-        raise InvalidRequest(f"{where}.parameters.binary_data_size must be {expected} (shape "
-                             f"[{rows}, {WIDTH}] of {datatype.itemsize}-byte values), "
-                             f"got {show(size)}")
-    if len(binary) != size:
-        raise InvalidRequest(f"the body has {len(binary)} bytes after its JSON header, but "
-                             f"{where}.parameters.binary_data_size says {size}")
-    return np.frombuffer(binary, datatype).astype(np.float64).reshape(rows, WIDTH)
-
-
-def _check_bounds(X: np.ndarray, where: str):
-    """Every value a plausible measurement, else number()'s message for the first that is not."""
-    inside = (X > MIN_VALUE) & (X <= MAX_VALUE)  # false for NaN too
-    if not inside.all():
-        i, j = map(int, np.argwhere(~inside)[0])
-        parsing.number(float(X[i, j]), f"{where}[{i}][{j}] ({NAMES[j]})")
-
-
-def _outputs(requested, binary_output: bool) -> tuple:
-    """(output names, those to send binary); no list means both outputs."""
+def _outputs(requested, binary_output: bool, given: tuple) -> tuple:
+    """(output names, those to send binary); no list means every output, in `given` order."""
     if requested is None:
-        return OUTPUTS, frozenset(OUTPUTS) if binary_output else frozenset()
+        return given, frozenset(given) if binary_output else frozenset()
     if not isinstance(requested, list) or not requested:
         raise InvalidRequest(f"outputs must be a non-empty array, got {kind(requested)}")
     names, binary = [], set()
     for i, output in enumerate(requested):
         output = _object(output, f"outputs[{i}]", ("name", "parameters"))
         name = output.get("name")
-        if name not in OUTPUTS:
-            raise InvalidRequest(f"outputs[{i}].name must be one of {', '.join(OUTPUTS)}, "
+        if name not in given:
+            raise InvalidRequest(f"outputs[{i}].name must be one of {', '.join(given)}, "
                                  f"got {show(name)}")
         parameters = _object(output.get("parameters", {}), f"outputs[{i}].parameters",
                              ("binary_data",))
@@ -221,11 +359,12 @@ def _outputs(requested, binary_output: bool) -> tuple:
 def answer(batch: Batch, served: model.Model) -> tuple:
     """(the response's JSON header, the binary tensors that follow it, in order)."""
     options = batch.options
-    _check_version(options.version, served)
-    labels, proba = served.predict(batch.X, batch.probabilities)
-    tensors = {PREDICT: ("INT64", np.asarray(labels, dtype="<i8")),
+    predicted, proba = served.predict(batch.X, batch.probabilities)
+    datatype = "INT64" if served.signature.classifier else "FP64"
+    tensors = {PREDICT: (datatype, np.asarray(predicted, dtype="<i8" if datatype == "INT64"
+                                              else "<f8")),
                PREDICT_PROBA: ("FP64", proba)}
-    outputs, blobs = [], []
+    found, blobs = [], []
     for name in options.outputs:
         datatype, values = tensors[name]
         output = {"name": name, "shape": list(values.shape), "datatype": datatype}
@@ -235,15 +374,15 @@ def answer(batch: Batch, served: model.Model) -> tuple:
             blobs.append(blob)
         else:
             output["data"] = values.ravel().tolist()
-        outputs.append(output)
-    header = {"model_name": routes.MODEL_NAME, "model_version": served.version}
+        found.append(output)
+    header = {"model_name": served.signature.name, "model_version": served.version}
     if options.id is not None:
         header["id"] = options.id
-    header["outputs"] = outputs
+    header["outputs"] = found
     return header, blobs
 
 
-def respond(answer_: tuple):
+def respond(answer_: tuple, batch: Batch, served: model.Model):
     """JSON alone, or, with binary tensors, the JSON header followed by their bytes."""
     header, blobs = answer_
     if not blobs:
@@ -256,8 +395,13 @@ def respond(answer_: tuple):
 def _object(value, where: str, allowed: tuple) -> dict:
     if not isinstance(value, dict):
         raise InvalidRequest(f"{where} must be an object, got {kind(value)}")
-    parsing.only_keys(value, allowed, where)
+    rows.only_keys(value, allowed, where)
     return value
+
+
+
+def error_body(message: str, status: int) -> dict:
+    return {"error": message}
 
 
 def _flag(parameters: dict, name: str, where: str, default: bool = False) -> bool:

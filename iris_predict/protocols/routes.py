@@ -1,87 +1,92 @@
-"""Which requests the function answers: its paths, the protocol each belongs to, its methods.
+"""Which requests the function answers: every protocol's paths, gathered into one table.
 
-One function answers several protocols, each on its own paths (docs/api.md and the
-document of each protocol): this function's own on "/", the Open Inference Protocol
-under "/v2", MLflow's scoring server on "/invocations", "/ping", "/health" and
-"/version". Any other path, or another model's, is a 404 that says what is there.
-The framework routes every path to the handler but for two it answers itself
-(server.py hands those back).
+Each protocol module declares its own PATHS ({path: (operation, methods)}) and,
+if it has paths with parameters, a match(path); this table is built from them
+once, so adding a protocol is adding its module to PROTOCOLS. Several protocols
+may share a path ("/" is this function's own, BigQuery's and CSV's): the one that
+answers a POST is the first whose media types take the body and that claims what
+it decodes to; GET is answered by the first that takes GET. Any other path is a
+404 that says what is there. The framework routes every path to the handler but
+for two it answers itself (edge/server.py hands those back).
 """
 
-import re
 from typing import NamedTuple
 
-from iris_predict.text import show
+from iris_predict.protocols import bigquery, csv_table, mlflow_scoring, native, open_inference
 
-# Protocols, as the request log line names them. A POST to "/" is this function's
-# own, BigQuery's or a CSV table; which one is decided once its body is decoded.
-NATIVE = "native"
-BIGQUERY = "bigquery"
-CSV = "csv"
-V2 = "v2"
-MLFLOW = "mlflow"
-
-# The only model this function serves, by the name Open Inference clients use for it.
-MODEL_NAME = "iris"
-
+# In the order they are tried on a shared path: the tutorial's protocol first.
+PROTOCOLS = (native, bigquery, csv_table, open_inference, mlflow_scoring)
 # Paths browsers and crawlers ask every host for; functions-framework answers them 404.
 NOT_FOUND = ("/favicon.ico", "/robots.txt")
+NOWHERE = "nowhere"  # the operation of a path with nothing there
 
 
 class Route(NamedTuple):
-    """What a path is: the protocol answering it, which of its operations, its methods."""
+    """What a path is: the protocols answering it, which operation, its methods."""
 
-    protocol: str
+    takers: dict         # POST: media type -> the protocols taking it, in the order tried
+    getter: object       # the protocol that answers GET here, if any
     operation: str
     methods: frozenset   # the methods it answers besides OPTIONS; HEAD is answered as GET
     allow: str           # the same, for the Allow header and CORS preflights
-    version: str = ""    # Open Inference model paths: the model version they name, if any
+    media_types: tuple   # what a POST body may be
+    default: object      # the protocol that refuses what none has claimed yet
+    params: dict = {}    # what a path with parameters names (an Open Inference model)
     refusal: str = ""    # nothing is there: the 404's message
 
 
-def _route(protocol: str, operation: str, *methods: str, version: str = "",
-           refusal: str = "") -> Route:
-    allow = ", ".join((*methods, "OPTIONS"))
+def _route(entries: list, params: dict | None = None) -> Route:
+    """The route of a path from its (protocol, operation, methods) entries."""
+    methods = [m for _, _, ms in entries for m in ms]
+    methods = list(dict.fromkeys(methods))  # each once, in order
+    takers = {}
+    for protocol, _, ms in entries:
+        if "POST" in ms:
+            for media in protocol.MEDIA_TYPES:
+                takers.setdefault(media, []).append(protocol)
+    getter = next((p for p, _, ms in entries if "GET" in ms), None)
     head = {"HEAD"} if "GET" in methods else set()
-    return Route(protocol, operation, frozenset(methods) | head, allow, version, refusal)
+    return Route({media: tuple(found) for media, found in takers.items()}, getter,
+                 entries[0][1], frozenset(methods) | head, ", ".join((*methods, "OPTIONS")),
+                 tuple(takers), entries[0][0], params or {})
 
 
-# Open Inference Protocol operations (KServe's V2 REST API).
-LIVE, READY, SERVER, MODEL, MODEL_READY, INFER = (
-    "live", "ready", "server", "model", "model ready", "infer")
-# MLflow scoring server operations.
-PING, VERSION, INVOCATIONS = "ping", "version", "invocations"
-# This function's own.
-PREDICT = "predict"
+def _table() -> dict:
+    entries = {}
+    for protocol in PROTOCOLS:
+        for path, (operation, methods) in protocol.PATHS.items():
+            entries.setdefault(path, []).append((protocol, operation, methods))
+    return {path: _route(found) for path, found in entries.items()}
 
-ROUTES = {
-    "/": _route(NATIVE, PREDICT, "GET", "POST"),
-    "/v2": _route(V2, SERVER, "GET"),
-    "/v2/health/live": _route(V2, LIVE, "GET"),
-    "/v2/health/ready": _route(V2, READY, "GET"),
-    "/invocations": _route(MLFLOW, INVOCATIONS, "POST"),
-    "/ping": _route(MLFLOW, PING, "GET"),
-    "/health": _route(MLFLOW, PING, "GET"),
-    "/version": _route(MLFLOW, VERSION, "GET"),
-}
-# v2/models/${MODEL_NAME}[/versions/${MODEL_VERSION}][/ready|/infer]
-V2_MODEL_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?")
-V2_MODEL_OPERATIONS = {None: (MODEL, "GET"), "/ready": (MODEL_READY, "GET"),
-                       "/infer": (INFER, "POST")}
-NOWHERE = "nowhere"  # the operation of a path with nothing there
-NO_PATH = _route(NATIVE, NOWHERE, refusal=(
-    "nothing here: this function answers / (its own API and BigQuery), /v2/... (Open "
-    "Inference Protocol), /invocations, /ping, /health and /version (MLflow); see docs/api.md"))
+
+ROUTES = _table()
+NO_PATH = Route({}, None, NOWHERE, frozenset(), "OPTIONS", (), native, refusal=(
+    "nothing here: this function answers "
+    + ", ".join(dict.fromkeys(p.WHERE for p in PROTOCOLS)) + "; see docs/api.md"))
 
 
 def find(path: str) -> Route:
-    """The route for a path that ROUTES does not list; one with a `refusal` if nothing is there."""
-    match = V2_MODEL_PATH.fullmatch(path)
-    if match is None:
-        return NO_PATH
-    model, version, suffix = match.groups()
-    if model != MODEL_NAME:
-        return _route(V2, NOWHERE, refusal=f"model {show(model)} is not served here; "
-                                           f"the only model is {MODEL_NAME}")
-    operation, method = V2_MODEL_OPERATIONS[suffix]
-    return _route(V2, operation, method, version=version or "")
+    """The route for `path`; one with a `refusal` if nothing is there."""
+    route = ROUTES.get(path)
+    if route is not None:
+        return route
+    for protocol in PROTOCOLS:
+        found = getattr(protocol, "match", None) and protocol.match(path)
+        if found:
+            operation, methods, params = found
+            return _route([(protocol, operation, methods)], params)
+    return NO_PATH
+
+
+def decode(route: Route, media: str, body: bytes, headers: dict, signature) -> tuple:
+    """(the protocol that answers, the body as it decoded it).
+
+    `media` is one of the route's media types (decoding.read_body checked). The
+    protocols taking it decode it alike, so the first decodes it for all.
+    """
+    takers = route.takers[media]
+    payload = takers[0].decode(body, headers, signature)
+    for protocol in takers:
+        if protocol.claims(payload):
+            return protocol, payload
+    return takers[0], payload

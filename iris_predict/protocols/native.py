@@ -1,0 +1,158 @@
+"""This function's own protocol on "/": one row, a batch of instances, the metadata.
+
+docs/api.md is the reference. A POST body is one row as an object, by the
+features' names or aliases ({"sl": 5.1, ...}, the tutorial's body), or a batch in
+the Vertex AI / KServe V1 shape ({"instances": [...], "parameters": {...}}).
+Explanations are asked for with ?explain=true, "explain": true in the body, or
+"parameters": {"explain": true} beside instances. GET answers the model's
+metadata: what a client needs to build a form or check what it is talking to.
+"""
+
+import json
+from urllib.parse import parse_qsl
+
+import numpy as np
+
+from iris_predict import settings
+from iris_predict.edge import decoding
+from iris_predict.edge.responses import json_response
+from iris_predict.errors import InvalidRequest
+from iris_predict.model import served as model
+from iris_predict.protocols import answers, csv_table, rows
+from iris_predict.protocols.batch import Batch, Kind
+from iris_predict.text import kind, show
+
+NAME = "native"  # as the request log line names the protocol
+PATHS = {"/": ("predict", ("GET", "POST"))}
+WHERE = "/ (its own API)"
+MEDIA_TYPES = (decoding.JSON,)
+INSTANCES, PARAMETERS, EXPLAIN, PROBABILITIES = "instances", "parameters", "explain", "probabilities"
+BOOLEANS = {"true": True, "false": False}
+EXPLAIN_FORMS = '?explain=true, "explain": true in the body, or "parameters": {"explain": true}'
+
+
+def claims(payload) -> bool:
+    """Every JSON body on "/" but BigQuery's calls."""
+    return not (type(payload) is dict and "calls" in payload)
+
+
+def decode(body: bytes, headers: dict, signature):
+    try:
+        return decoding.decode(body)
+    except decoding.EmptyBody:
+        raise InvalidRequest(f"request body is empty; send one row as JSON, such as "
+                             f"{example(signature)}") from None
+
+
+def example(signature) -> str:
+    """A minimal valid body for the served model, for messages: its average training row."""
+    values = [round(f.mean, 1) if f.number else f.categories[0] for f in signature.features]
+    return json.dumps(dict(zip(signature.aliases or signature.names, values)))
+
+
+def parse(payload, request, served: model.Model) -> Batch:
+    """Validate a decoded request body; raise InvalidRequest on any problem."""
+    explain = query(request.query) if request.query else False  # ?explain=true
+    if type(payload) is not dict:
+        raise InvalidRequest(f"request body must be a JSON object, got {kind(payload)}; "
+                             f"send one row such as {example(served.signature)}")
+    if INSTANCES in payload:
+        return _instances(payload, explain, request, served)
+    if EXPLAIN in payload and EXPLAIN not in served.signature.names:
+        payload = dict(payload)
+        explain = _boolean(payload.pop(EXPLAIN), EXPLAIN, explain)
+    unknown = []
+    values = rows.row_values(payload, "", rows.columns(served.signature), unknown=unknown)
+    return Batch(Kind.SINGLE, np.array([values]), probabilities=True, explain=explain,
+                 unknown=unknown)
+
+
+def query(query_string: bytes) -> bool:
+    """Whether a request's query string asks for explanations (?explain=true)."""
+    explain = False
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name != EXPLAIN:
+            raise InvalidRequest(f"unknown query parameter {show(name)}; expected explain")
+        if value not in BOOLEANS:
+            raise InvalidRequest(f"explain must be true or false, got {show(value)}")
+        explain = BOOLEANS[value]
+    return explain
+
+
+def _instances(payload: dict, explain: bool, request, served: model.Model) -> Batch:
+    rows.only_keys(payload, (INSTANCES, PARAMETERS, EXPLAIN), "request body")
+    found = rows.matrix(payload[INSTANCES], INSTANCES, served.signature)
+    parameters = payload.get(PARAMETERS, {})
+    if not isinstance(parameters, dict):
+        raise InvalidRequest(f"parameters must be an object, got {kind(parameters)}")
+    rows.only_keys(parameters, (PROBABILITIES, EXPLAIN), PARAMETERS)
+    if EXPLAIN in payload:
+        explain = _boolean(payload[EXPLAIN], EXPLAIN, explain)
+    table = csv_table.accepted(request.headers)  # answered as a table: a column per class
+    return Batch(Kind.INSTANCES, found.X, unknown=found.unknown, table=table,
+                 probabilities=table or _boolean(parameters.get(PROBABILITIES, False),
+                                                 f"{PARAMETERS}.{PROBABILITIES}", False),
+                 explain=_boolean(parameters.get(EXPLAIN, explain), f"{PARAMETERS}.{EXPLAIN}",
+                                  explain))
+
+
+def _boolean(value, where: str, default: bool) -> bool:
+    if not isinstance(value, bool):
+        forms = f" (ask for explanations with {EXPLAIN_FORMS})" if where.endswith(EXPLAIN) else ""
+        raise InvalidRequest(f"{where} must be true or false, got {show(value)}{forms}")
+    return value
+
+
+
+def answer(batch: Batch, served: model.Model) -> dict:
+    """The response body for a validated batch."""
+    scores = answers.Scores(batch, served, batch.probabilities)
+    if batch.table:
+        return scores
+    target = served.signature.target
+    if batch.kind is Kind.SINGLE:
+        # "prediction": [k] is the tutorial's answer; old clients read only that.
+        body = {"prediction": scores.predictions, target: scores.labels[0]}
+        if scores.probabilities is not None:
+            body["probabilities"] = scores.probabilities[0]
+    else:
+        body = {"predictions": scores.predictions, target: scores.labels}
+        if scores.probabilities is not None:
+            body["probabilities"] = scores.probabilities
+    body["warnings"] = scores.warnings
+    if scores.explanations is not None:
+        body["explanations"] = scores.explanations
+    return body
+
+
+def respond(answered, batch: Batch, served: model.Model):
+    if batch.table:
+        return csv_table.table(answered, (), served.signature)
+    return json_response(answered)
+
+
+def error_body(message: str, status: int) -> dict:
+    return {"error": message}
+
+
+async def get(route, headers: dict):
+    return json_response(describe(await model.ready()))
+
+
+def describe(served: model.Model) -> dict:
+    """The metadata a client needs to build a form or check what it is talking to."""
+    meta, signature = served.metadata, served.signature
+    described = {"name": signature.name, "task": signature.task, "target": signature.target,
+                 "features": meta["features"],
+                 "aliases": dict(zip(signature.aliases, signature.names))}
+    if signature.classifier:
+        described["classes"] = list(signature.classes)
+    described.update({
+        "estimator": meta["estimator"],
+        "metrics": meta["metrics"],
+        "versions": meta["versions"],
+        "sha256": meta["sha256"],
+        "limits": {"max_body_bytes": settings.MAX_BODY_BYTES,
+                   "max_batch_rows": settings.MAX_BATCH_ROWS},
+    })
+    return described
