@@ -295,7 +295,7 @@ def test_packaged_estimators_answer_as_scikit_learn(tmp_path, final, target):
     rows = rows.copy()
     rows[::5, 1] = "purple"
     X = encode(meta, rows)
-    unknown = {(i, 1): "purple" for i in range(0, len(rows), 5)}
+    unknown = [(i, 1, "purple") for i in range(0, len(rows), 5)]  # as Batch.unknown holds them
     labels, proba = served_model.predict(X, True, unknown)
     if target == "kind":
         assert meta["classes"] == sorted(KINDS)  # the estimator's classes_, as strings

@@ -37,7 +37,7 @@ class Model:
     (rows, features) array in the signature's feature order, already validated. A number
     is its value (NaN where missing, if the feature may be missing); a category is its
     index in the feature's categories, -1 for one never seen in training, NaN where missing.
-    `unknown` maps (row, column) of each -1 to the string the request sent: only a model
+    `unknown` lists (row, column, string sent) for each -1 (Batch.unknown): only a model
     served by scikit-learn reads it (a one-hot encoder ignores unknown categories alike).
     """
 
@@ -60,7 +60,7 @@ class Model:
             self.linear = None
         self._objects = not all(f.number for f in features)  # scikit-learn takes strings
 
-    def predict(self, X: np.ndarray, probabilities: bool, unknown: dict | None = None):
+    def predict(self, X: np.ndarray, probabilities: bool, unknown=()):
         """(labels, probabilities or None): class indices and (rows, classes) probabilities
         for a classifier; float values and None for a regressor."""
         if self.linear is None:
@@ -89,7 +89,7 @@ class Model:
         scores /= scores.sum(axis=1, keepdims=True)
         return labels, scores
 
-    def decision(self, X: np.ndarray, unknown: dict | None = None) -> np.ndarray:
+    def decision(self, X: np.ndarray, unknown=()) -> np.ndarray:
         """decision_function(X), shaped as scikit-learn returns it (binary: one score)."""
         if self.linear is not None:
             return self.linear.scores(self.linear.columns.transform(X))
@@ -129,7 +129,7 @@ class Model:
         rows, cols = np.nonzero(outside)
         return list(zip(rows.tolist(), cols.tolist(), X[rows, cols].tolist()))
 
-    def _sklearn_predict(self, X: np.ndarray, probabilities: bool, unknown: dict | None):
+    def _sklearn_predict(self, X: np.ndarray, probabilities: bool, unknown):
         """Any other estimator: scikit-learn's own methods; labels as class indices."""
         predicted = self._sklearn("predict", X, unknown)
         if not self.signature.classifier:
@@ -138,7 +138,7 @@ class Model:
         proba = self._sklearn("predict_proba", X, unknown) if probabilities else None
         return labels, proba
 
-    def _sklearn(self, method: str, X: np.ndarray, unknown: dict | None) -> np.ndarray:
+    def _sklearn(self, method: str, X: np.ndarray, unknown) -> np.ndarray:
         rows = self.rows(X, unknown) if self._objects else X
         with warnings.catch_warnings():
             # Fitted on a DataFrame, it warns that an array has no column names: it
@@ -149,9 +149,9 @@ class Model:
             except ValueError as e:
                 raise InvalidRequest(f"the model refused the rows: {e}") from None
 
-    def rows(self, X: np.ndarray, unknown: dict | None = None) -> np.ndarray:
+    def rows(self, X: np.ndarray, unknown=()) -> np.ndarray:
         """X as a NumPy object array, as train.py fits: numbers as floats (NaN missing),
-        categories as their strings (NaN missing; a -1 as the string in `unknown`, or ""
+        categories as their strings (NaN missing; a -1 as its string in `unknown`, or ""
         if none was given, which no training category is)."""
         rows = X.astype(object)
         for j, feature in enumerate(self.signature.features):
@@ -162,8 +162,8 @@ class Model:
             missing = np.isnan(codes)
             rows[:, j] = names[np.where(missing, -1, codes).astype(np.intp)]
             rows[missing, j] = np.nan
-            for i in np.nonzero(codes == -1)[0].tolist():
-                rows[i, j] = (unknown or {}).get((i, j), "")
+        for i, j, text in unknown:
+            rows[i, j] = text
         return rows
 
 
