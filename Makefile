@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # tests/test_browser.py drives Debian's chromium package; Playwright never downloads a browser.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: serve test model bench clean
+.PHONY: serve test model bench clean openapi
 
 ## serve: run the function locally on :$(PORT) with the bundled model
 serve: $(VENV)/.installed
@@ -16,9 +16,13 @@ serve: $(VENV)/.installed
 test: $(VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest
 
-## model: retrain model.joblib and model.json
+## model: retrain model.joblib and model.json; CSV=FILE TARGET=COLUMN [OUTPUT=PATH]: train on a table (docs/model.md)
 model: $(VENV)/.installed
-	$(BIN)/python train.py
+	$(BIN)/python train.py $(if $(CSV),--csv "$(CSV)" --target "$(TARGET)") $(if $(OUTPUT),--output "$(OUTPUT)")
+
+## openapi: regenerate openapi.yaml, the contract, from model.json
+openapi: $(VENV)/.installed
+	$(BIN)/python openapi.py
 
 ## bench: benchmark the function beside its references and peers (docs/performance.md)
 bench: $(VENV)/.installed

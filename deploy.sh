@@ -20,9 +20,11 @@ from any machine. Exits non-zero if anything fails.
   1. if all traffic follows the latest revision, pins it to that revision by name;
   2. deploys the new revision without --serve-all-traffic-latest-revision: it gets no traffic;
   3. tags the new revision `candidate`;
-  4. smoke-tests the tag's URL: GET its metadata, then POST the same 8 probe flowers to it and
-     to the function's URL and print "N/8 answers agree, largest probability difference X";
-     it passes only if all 8 species agree and X is at most --max-probability-diff;
+  4. smoke-tests the tag's URL: GET its metadata, then POST the same probe rows to it and to
+     the function's URL and print "N/M answers agree, largest probability difference X";
+     it passes only if all M predictions agree and X is at most --max-probability-diff
+     (probes.py makes the rows from model.json: the average training row, the ends of the
+     training range and beyond them, each category);
   5. only then routes PERCENT % of the traffic to the candidate.
   A failed smoke test moves no traffic, says so and exits non-zero.
 --promote refuses a latest revision that serves no traffic (its canary failed).
@@ -75,12 +77,8 @@ positive_int() {
 CANDIDATE_TAG=candidate
 # The function label that remembers the revision serving before the last deploy.
 ROLLBACK_LABEL=rollback-revision
-# The canary's probe set: a typical flower of each species, the tutorial's flower, and flowers
-# outside the training range on every side, where a changed model shows first. None lies near
-# a boundary between species, so the same model retrained agrees on all of them.
-PROBES='{"instances": [[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.5, 3.0, 5.8, 2.2],
-  [3.0, 2.0, 1.0, 1.0], [2.0, 1.0, 0.5, 0.05], [9.0, 5.0, 8.0, 3.0], [8.5, 1.5, 7.5, 2.8],
-  [4.0, 5.0, 0.8, 0.1]], "parameters": {"probabilities": true}}'
+# The canary's probe rows come from the model's signature: probes.py prints them from model.json.
+PROBES_COMMAND=(python3 probes.py model.json)
 
 NAME="${FUNCTION_NAME:-iris-predict}"
 PROJECT="${CLOUDSDK_CORE_PROJECT:-}"
@@ -320,7 +318,7 @@ call() {
 check_metadata() {
   local metadata
   metadata="$(call "$1")" || die "smoke test: GET $1 failed: $metadata"
-  [[ "$metadata" == *'"classes"'* ]] ||
+  [[ "$metadata" == *'"features"'* ]] ||
     die "smoke test: GET $1 answered no model metadata: $metadata"
 }
 
@@ -329,7 +327,8 @@ post() {
 }
 
 # Prints "N/M answers agree, largest probability difference X" for the answers in $2 (serving)
-# and $3 (candidate) to the probes in $1; succeeds only if all M species agree and X <= $4.
+# and $3 (candidate) to the probes in $1; succeeds only if all M predictions agree and X <= $4.
+# A regressor's predictions agree within a relative difference of $4; it has no probabilities.
 compare_answers() {
   python3 - "$@" <<'PYTHON'
 import json
@@ -339,16 +338,22 @@ probes, serving, candidate, limit = sys.argv[1:]
 try:
     count = len(json.loads(probes)["instances"])
     serving, candidate = json.loads(serving), json.loads(candidate)
-    species = list(zip(serving["species"], candidate["species"]))
-    probabilities = list(zip(serving["probabilities"], candidate["probabilities"]))
-    agree = sum(s == c for s, c in species)
-    difference = max(abs(s.get(k, 0.0) - c.get(k, 0.0))
-                     for s, c in probabilities for k in s.keys() | c.keys())
+    predictions = list(zip(serving["predictions"], candidate["predictions"]))
+    if "probabilities" in serving or "probabilities" in candidate:
+        probabilities = list(zip(serving["probabilities"], candidate["probabilities"]))
+        agree = sum(s == c for s, c in predictions)
+        difference = max(abs(s.get(k, 0.0) - c.get(k, 0.0))
+                         for s, c in probabilities for k in s.keys() | c.keys())
+    else:  # a regressor: how far apart the values are, relative to their size
+        probabilities = predictions
+        gaps = [abs(s - c) / max(abs(s), abs(c), 1.0) for s, c in predictions]
+        agree = sum(gap <= float(limit) for gap in gaps)
+        difference = max(gaps)
 except (ValueError, KeyError, TypeError, AttributeError) as error:
     print(f"the answers cannot be compared ({error!r})")
     sys.exit(1)
 print(f"{agree}/{count} answers agree, largest probability difference {difference:.6f}")
-complete = len(species) == len(probabilities) == count
+complete = len(predictions) == len(probabilities) == count
 sys.exit(0 if complete and agree == count and difference <= float(limit) else 1)
 PYTHON
 }
@@ -405,7 +410,7 @@ canary() {
       die "the deploy gave $candidate $latest_percent% of the traffic before its smoke test;" \
         "./deploy.sh --rollback sends it all back to $before"
   fi
-  step "4. Smoke-testing $tag_url: GET, then the probe flowers beside $url"
+  step "4. Smoke-testing $tag_url: GET, then the probe rows beside $url"
   if ! $DRY_RUN; then
     authorize
     smoke_test_candidate "$candidate"
@@ -417,14 +422,15 @@ canary() {
 
 # The canary's smoke test of the candidate revision $1 at tag_url, against the function's url.
 smoke_test_candidate() {
-  local metadata candidate_answer serving_answer agreement
-  metadata="$(call "$tag_url")" && [[ "$metadata" == *'"classes"'* ]] ||
+  local metadata candidate_answer serving_answer agreement probes
+  probes="$("${PROBES_COMMAND[@]}")" || canary_failed "$1" "probes.py could not read model.json"
+  metadata="$(call "$tag_url")" && [[ "$metadata" == *'"features"'* ]] ||
     canary_failed "$1" "GET $tag_url answered: $metadata"
-  candidate_answer="$(post "$tag_url" "$PROBES")" ||
+  candidate_answer="$(post "$tag_url" "$probes")" ||
     canary_failed "$1" "POST $tag_url answered: $candidate_answer"
-  serving_answer="$(post "$url" "$PROBES")" ||
+  serving_answer="$(post "$url" "$probes")" ||
     canary_failed "$1" "POST $url (the serving revision) answered: $serving_answer"
-  agreement="$(compare_answers "$PROBES" "$serving_answer" "$candidate_answer" \
+  agreement="$(compare_answers "$probes" "$serving_answer" "$candidate_answer" \
     "$MAX_PROBABILITY_DIFF")" ||
     canary_failed "$1" "$agreement (at most $MAX_PROBABILITY_DIFF allowed)"
   echo "Smoke test passed: $agreement"

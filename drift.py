@@ -10,6 +10,10 @@ answers, in any of the forms they come in:
 Entries without the iris_predict=prediction_sample label (request lines, start-up lines) are
 skipped; anything that is not JSON objects is refused. docs/drift.md explains every column.
 
+Numbers are compared by binned shares (BINS across the training range, one below, one above),
+categories by their shares (each category seen in training, plus one for those it never had);
+missing values (null) are left out of both.
+
 Exit status: 0 when no feature drifted, 1 when a feature's PSI reached SIGNIFICANT (so a
 scheduled job can alert on it), 2 when LOGS or the model metadata cannot be read.
 train.py records the reference bins in model.json with reference() from here, so the bins
@@ -25,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from iris_predict.features import FEATURES, NAMES
 from iris_predict.logs import LABELS_FIELD, SAMPLE_LABELS
 
 # Equal-width bins across each feature's training range, plus one below it and one above it.
@@ -36,6 +39,8 @@ EPSILON = 1e-4
 # 0.25 significant. Only SIGNIFICANT flags drift (and sets the exit status).
 MODERATE = 0.1
 SIGNIFICANT = 0.25
+# The bin of a category's values that training never had.
+UNSEEN = "(unseen)"
 # Without drift a feature's PSI still averages about (BINS - 1) / rows from sampling alone
 # (0.09 at 100 rows): below this many rows the report shows figures but flags nothing.
 MIN_ROWS = 100
@@ -64,10 +69,11 @@ def bin_shares(values: np.ndarray, edges: list) -> np.ndarray:
     return np.bincount(index, minlength=len(edges) + 1) / len(values)
 
 
-def reference(X: np.ndarray) -> dict:
-    """model.json's training_distribution: each feature's bin edges and training shares."""
+def reference(numbers: dict) -> dict:
+    """model.json's training_distribution: each number's bin edges and training shares, from
+    {name: its training values (none missing)}."""
     found = {}
-    for name, column in zip(NAMES, X.T):
+    for name, column in numbers.items():
         edges = bin_edges(column.min(), column.max())
         found[name] = {"edges": edges,
                        "shares": [round(float(s), 12) for s in bin_shares(column, edges)]}
@@ -85,15 +91,15 @@ class FeatureDrift:
     """One feature's served figures beside its training figures."""
 
     name: str
-    unit: str
+    unit: str | None
     rows: int
-    mean: float
-    std: float
-    training_mean: float
-    training_std: float
-    outside: float  # share of served values outside the training range
+    mean: float | None  # numbers only
+    std: float | None
+    training_mean: float | None
+    training_std: float | None
+    outside: float  # share of served values outside the training range (categories: unseen)
     psi: float
-    edges: list
+    labels: list  # each bin's label
     shares: np.ndarray
     training_shares: np.ndarray
 
@@ -106,40 +112,64 @@ class FeatureDrift:
         return "moderate" if self.psi >= MODERATE else ""
 
 
-def compare(X: np.ndarray, metadata: dict) -> list:
-    """A FeatureDrift per feature: the served rows X against the model's training data."""
-    reference_bins = metadata["training_distribution"]
+def compare(columns: dict, metadata: dict) -> list:
+    """A FeatureDrift per feature: the served values {name: [value, ...]} (missing ones left
+    out) against the model's training data."""
     found = []
-    for (name, _, unit), column, feature in zip(FEATURES, X.T, metadata["features"]):
-        bins = reference_bins[name]
+    for feature in metadata["features"]:
+        name = feature["name"]
+        if feature.get("type", "number") == "category":
+            found.append(_category(feature, columns[name]))
+            continue
+        column = np.array(columns[name], dtype=float)
+        bins = metadata["training_distribution"][name]
         shares, training_shares = bin_shares(column, bins["edges"]), np.array(bins["shares"])
         outside = (column < feature["min"]) | (column > feature["max"])
         found.append(FeatureDrift(
-            name, unit, len(column), float(column.mean()), float(column.std()),
+            name, feature.get("unit"), len(column), float(column.mean()), float(column.std()),
             feature["mean"], feature["std"], float(outside.mean()),
-            psi(shares, training_shares), bins["edges"], shares, training_shares))
+            psi(shares, training_shares), _bin_labels(bins["edges"]), shares, training_shares))
     return found
+
+
+def _category(feature: dict, values: list) -> FeatureDrift:
+    """A category's shares per category seen in training, then UNSEEN, served vs training."""
+    known = list(feature["categories"])
+    index = {c: i for i, c in enumerate(known)}
+    counts = np.bincount([index.get(v, len(known)) for v in values], minlength=len(known) + 1)
+    shares = counts / max(len(values), 1)
+    training_shares = np.array([*feature["categories"].values(), 0.0])
+    return FeatureDrift(feature["name"], None, len(values), None, None, None, None,
+                        float(shares[-1]), psi(shares, training_shares), [*known, UNSEEN],
+                        shares, training_shares)
 
 
 # --- reading LOGS ----------------------------------------------------------------------------
 
-def read_samples(path: Path) -> tuple:
-    """(rows as an (n, 4) array, entries skipped) from the sampled lines in LOGS."""
+def read_samples(path: Path, features: list) -> tuple:
+    """({feature name: served values, missing ones left out}, rows, entries skipped) from the
+    sampled lines in LOGS; features are model.json's."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read {path}: {e}") from None
     entries = list(_entries(text, path))
-    rows = []
+    columns = {f["name"]: [] for f in features}
+    rows = 0
     for where, entry in entries:
         payload = _sample_payload(entry)
-        if payload is not None:
-            rows.append([_measurement(payload, name, where) for name in NAMES])
+        if payload is None:
+            continue
+        rows += 1
+        for feature in features:
+            value = _value(payload, feature, where)
+            if value is not None:
+                columns[feature["name"]].append(value)
     if not rows:
         raise InputError(f"{path} holds no prediction samples (entries labelled "
                          f"{LABEL}={VALUE}, which the function writes only when "
                          f"PREDICTION_LOG_SAMPLE is above 0)")
-    return np.array(rows, dtype=float), len(entries) - len(rows)
+    return columns, rows, len(entries) - rows
 
 
 def _entries(text: str, path: Path):
@@ -182,8 +212,16 @@ def _sample_payload(entry: dict) -> dict | None:
     return None
 
 
-def _measurement(payload: dict, name: str, where: str) -> float:
-    value = payload.get(name)
+def _value(payload: dict, feature: dict, where: str):
+    """The sampled row's value of the feature: a number, a category's string, or None (missing)."""
+    name = feature["name"]
+    value = payload.get(name, ...)  # absent: refused below, as a value of the wrong type
+    if value is None:
+        return None
+    if feature.get("type", "number") == "category":
+        if not isinstance(value, str):
+            raise InputError(f"{where}: a prediction sample without a string for {name}")
+        return value
     if type(value) not in (int, float) or not math.isfinite(value):
         raise InputError(f"{where}: a prediction sample without a number for {name}")
     return float(value)
@@ -204,10 +242,11 @@ def read_metadata(path: Path) -> dict:
 
 # --- printing --------------------------------------------------------------------------------
 
-def render(drifts: list, logs: Path, model: Path, skipped: int, training_rows: int) -> str:
+def render(drifts: list, logs: Path, model: Path, rows: int, skipped: int,
+           training_rows: int) -> str:
     """The report: a table of every feature, then each feature's bins, training vs served."""
     lines = [
-        f"Drift report: {drifts[0].rows} sampled rows from {logs} ({skipped} other log "
+        f"Drift report: {rows} sampled rows from {logs} ({skipped} other log "
         f"entries skipped), against {model} ({training_rows} training rows).",
         f"PSI over {BINS + 2} bins ({BINS} across the training range, one below, one above); "
         f"flag: DRIFT at PSI >= {SIGNIFICANT} (significant), moderate at >= {MODERATE}.",
@@ -215,19 +254,30 @@ def render(drifts: list, logs: Path, model: Path, skipped: int, training_rows: i
         f"{'feature':<13} {'served':>6} {'mean':>7} {'std':>7} {'train mean':>10} "
         f"{'train std':>9} {'outside range':>13} {'PSI':>7}  flag",
     ]
+    if any(d.mean is None for d in drifts):
+        lines[1] += (f" Categories: PSI over each category seen in training and {UNSEEN}, "
+                     "where 'outside range' is the share unseen.")
     for d in drifts:
-        lines.append(f"{d.name:<13} {d.rows:>6} {d.mean:>7.3f} {d.std:>7.3f} "
-                     f"{d.training_mean:>10.3f} {d.training_std:>9.3f} "
+        figures = [_figure(v, width) for v, width in
+                   ((d.mean, 7), (d.std, 7), (d.training_mean, 10), (d.training_std, 9))]
+        lines.append(f"{d.name:<13} {d.rows:>6} {' '.join(figures)} "
                      f"{d.outside:>13.1%} {d.psi:>7.3f}  {d.flag}".rstrip())
     for d in drifts:
-        title = f"{d.name} ({d.unit}): share of rows per bin, PSI {d.psi:.3f} {d.flag}"
+        unit = f" ({d.unit})" if d.unit else ""
+        per = "bin" if d.mean is not None else "category"
+        title = f"{d.name}{unit}: share of rows per {per}, PSI {d.psi:.3f} {d.flag}"
+        pad = max(15, *map(len, d.labels))
         lines += ["", title.rstrip(),
-                  f"  {'bin':<15} {'training':<{BAR_WIDTH + 8}} served"]
-        scale = BAR_WIDTH / max(d.shares.max(), d.training_shares.max())
-        for label, t, s in zip(_bin_labels(d.edges), d.training_shares, d.shares):
-            lines.append(f"  {label:<15} {t:>6.1%} {'#' * round(t * scale):<{BAR_WIDTH}} "
+                  f"  {per:<{pad}} {'training':<{BAR_WIDTH + 8}} served"]
+        scale = BAR_WIDTH / max(d.shares.max(), d.training_shares.max(), EPSILON)
+        for label, t, s in zip(d.labels, d.training_shares, d.shares):
+            lines.append(f"  {label:<{pad}} {t:>6.1%} {'#' * round(t * scale):<{BAR_WIDTH}} "
                          f"{s:>6.1%} {'#' * round(s * scale)}".rstrip())
     return "\n".join(lines)
+
+
+def _figure(value, width: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.3f}"
 
 
 def _bin_labels(edges: list) -> list:
@@ -244,12 +294,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         metadata = read_metadata(args.model)
-        X, skipped = read_samples(args.logs)
+        columns, rows, skipped = read_samples(args.logs, metadata["features"])
     except InputError as e:
         print(f"drift.py: {e}", file=sys.stderr)
         return USAGE_ERROR
-    drifts = compare(X, metadata)
-    print(render(drifts, args.logs, args.model, skipped, metadata["training_rows"]))
+    drifts = compare(columns, metadata)
+    print(render(drifts, args.logs, args.model, rows, skipped, metadata["training_rows"]))
     return DRIFTED if any(d.flag == "DRIFT" for d in drifts) else 0
 
 

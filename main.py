@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import NamedTuple
@@ -127,7 +128,7 @@ def cli(argv=None) -> int:
     aliases = signature.aliases or (None,) * len(signature.names)
     for feature, alias in zip(signature.features, aliases):
         flags = [f"--{alias}"] if alias else []
-        flags.append(f"--{feature.name.replace('_', '-')}")
+        flags.append("--" + re.sub(r"[^0-9A-Za-z]+", "-", feature.name).strip("-"))
         parser.add_argument(*dict.fromkeys(flags), dest=feature.name, required=not feature.missing,
                             metavar=(feature.unit or "VALUE").upper() if feature.number
                             else "CATEGORY", help=feature.allowed())

@@ -1,36 +1,73 @@
-"""Train the iris classifier and write model.joblib plus its model.json sidecar.
+"""Train or package a model and write it beside its model.json signature.
 
     python train.py [--output model.joblib]
+        today's iris model, from scikit-learn's bundled iris data
+    python train.py --csv FILE --target COLUMN [--task classification|regression]
+                    [--name NAME] [--output PATH]
+        the standard baseline for any table: impute and scale numbers, impute and one-hot
+        encode categories, then LogisticRegression or Ridge (docs/model.md)
+    python train.py --model FITTED.joblib --csv FILE --target COLUMN [--name NAME] [--output PATH]
+        a model you already fitted, packaged with a signature read from the CSV
 
-Uses scikit-learn's bundled iris data (no download) and fixed seeds, so two
-runs give the same model. The sidecar records what the function serves as
-metadata, what it checks before loading (versions and the file's SHA-256) and what drift
-reports compare served measurements with (training means, ranges and binned shares).
+Fixed seeds, so two runs give the same model. The sidecar records what the function serves
+as its signature and metadata, what it checks before loading (versions and the file's
+SHA-256) and what drift reports compare served rows with (training ranges, category shares
+and binned numbers).
 """
 
 import argparse
+import csv
 import hashlib
 import json
+import math
 import platform
+import shutil
+import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
 import numpy as np
 import sklearn
 from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_iris
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import (accuracy_score, log_loss, mean_absolute_error, r2_score,
+                             root_mean_squared_error)
 from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from drift import reference
+from iris_predict.errors import ModelUnavailable
+from iris_predict.model import artifact
 from iris_predict.model.artifact import sidecar_path
-from iris_predict.features import FEATURES
 
 SEED = 42
 CV_FOLDS = 10
 HOLDOUT_FRACTION = 0.2
+# The iris facts: (name, tutorial alias, unit), in the column order of sklearn's iris data,
+# and the bounds of anything that could be a flower (more than 0, at most a metre).
+IRIS_FEATURES = (
+    ("sepal_length", "sl", "cm"),
+    ("sepal_width", "sw", "cm"),
+    ("petal_length", "pl", "cm"),
+    ("petal_width", "pw", "cm"),
+)
+IRIS_BOUNDS = {"exclusiveMinimum": 0, "maximum": 100}
+# CSV cells that mean "missing" (surrounding spaces ignored).
+MISSING = ("", "NA")
+# A numeric target with at most this many distinct whole numbers is a set of class labels.
+MAX_CLASS_LEVELS = 20
+DIGITS = 12  # of means, standard deviations and shares in model.json
+
+
+class TrainError(Exception):
+    """The CSV or model cannot be trained or packaged; the message says why and what to do."""
 
 
 # An L2-regularised logistic regression has exactly one optimum. lbfgs stops near it, where
@@ -45,6 +82,8 @@ def make_estimator():
     """The served estimator; README 'The model and retraining' explains the choice."""
     return LogisticRegression(solver="newton-cholesky", tol=SOLVER_TOL, max_iter=SOLVER_MAX_ITER)
 
+
+# --- iris ------------------------------------------------------------------------------------
 
 def evaluate(estimator, X, y):
     """Held-out and cross-validated scores, all from fixed splits."""
@@ -65,7 +104,7 @@ def evaluate(estimator, X, y):
 
 
 def train(output: Path) -> dict:
-    """Fit on all 150 flowers, write the artifact and sidecar, return the sidecar."""
+    """Fit iris on all 150 flowers, write the artifact and sidecar, return the sidecar."""
     iris = load_iris()
     X, y = iris.data, iris.target
     estimator = make_estimator()
@@ -74,22 +113,305 @@ def train(output: Path) -> dict:
         warnings.simplefilter("error", ConvergenceWarning)
         metrics = evaluate(estimator, X, y)
         estimator.fit(X, y)
+    features = [{"name": name, "type": "number", "alias": alias, "unit": unit,
+                 "bounds": IRIS_BOUNDS, "missing": False, **_number_stats(column)}
+                for (name, alias, unit), column in zip(IRIS_FEATURES, X.T)]
+    table = {name: column for (name, _, _), column in zip(IRIS_FEATURES, X.T)}
+    return _write(estimator, output, name="iris", task="classification", target="species",
+                  classes=[str(c) for c in iris.target_names], features=features,
+                  rows=len(y), numbers=table, metrics=metrics)
 
+
+# --- a CSV -----------------------------------------------------------------------------------
+
+@dataclass
+class Table:
+    """A CSV's feature columns and target, as read."""
+
+    names: list              # feature columns, in the file's order
+    columns: list            # per feature: float array (NaN missing) or list of str/None
+    target: list             # the target's cells, None where missing (those rows dropped)
+
+    @property
+    def rows(self) -> int:
+        return len(self.target)
+
+    def objects(self) -> np.ndarray:
+        """The features as a NumPy object array: floats (NaN missing), strings (NaN missing)."""
+        X = np.empty((self.rows, len(self.names)), dtype=object)
+        for j, column in enumerate(self.columns):
+            X[:, j] = [math.nan if v is None else v for v in column] \
+                if isinstance(column, list) else column.tolist()
+        return X
+
+    def numeric(self) -> bool:
+        return not any(isinstance(c, list) for c in self.columns)
+
+
+def read_csv(path: Path, target: str) -> Table:
+    """The CSV's columns, typed: a column with any non-numeric cell is a category."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            lines = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise TrainError(f"cannot read {path}: {e}") from None
+    if not lines or not any(cell.strip() for cell in lines[0]):
+        raise TrainError(f"{path} has no header row naming its columns")
+    header = [cell.strip() for cell in lines[0]]
+    if "" in header or len(set(header)) != len(header):
+        raise TrainError(f"{path}'s header must name every column once; it has {header}")
+    if target not in header:
+        raise TrainError(f"{path} has no column {target!r}; its columns are {header}")
+    cells = []
+    for number, line in enumerate(lines[1:], 2):
+        if not any(cell.strip() for cell in line):
+            continue  # a blank line
+        if len(line) != len(header):
+            raise TrainError(f"{path} line {number} has {len(line)} cells; the header "
+                             f"has {len(header)}")
+        cells.append([None if c.strip() in MISSING else c.strip() for c in line])
+    by_column = dict(zip(header, zip(*cells))) if cells else {}
+    kept = [i for i, v in enumerate(by_column.get(target, ())) if v is not None]
+    if len(kept) < 10:
+        raise TrainError(f"{path} has {len(kept)} rows with a {target}; at least 10 are needed")
+    names = [name for name in header if name != target]
+    if not names:
+        raise TrainError(f"{path} has no column besides the target {target!r}")
+    columns = []
+    for name in names:
+        values = [by_column[name][i] for i in kept]
+        if all(v is None for v in values):
+            raise TrainError(f"column {name!r} of {path} has no values")
+        numbers = [_number(v) for v in values]
+        if all(v is None or n is not None for v, n in zip(values, numbers)):
+            columns.append(np.array([math.nan if n is None else n for n in numbers]))
+        else:
+            columns.append(list(values))
+    return Table(names, columns, [by_column[target][i] for i in kept])
+
+
+def _number(cell):
+    try:
+        value = float(cell)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def target_classes(cells: list, task: str | None) -> tuple:
+    """(task, classes or None, y): y as class indices (classification) or floats."""
+    numbers = [_number(c) for c in cells]
+    numeric = all(n is not None for n in numbers)
+    if task is None:
+        whole = numeric and all(n == int(n) for n in numbers)
+        task = "classification" if not numeric or (
+            whole and len(set(numbers)) <= MAX_CLASS_LEVELS) else "regression"
+    if task == "regression":
+        if not numeric:
+            bad = next(c for c, n in zip(cells, numbers) if n is None)
+            raise TrainError(f"a regression target must be numbers; it has {bad!r}")
+        return task, None, np.array(numbers)
+    if numeric:  # numeric labels: in numeric order, written as the CSV would ("2", "0.5")
+        levels = sorted(set(numbers))
+        classes = [str(int(n)) if n == int(n) else repr(n) for n in levels]
+        y = np.searchsorted(np.array(levels), np.array(numbers))
+    else:
+        classes = sorted(set(cells))
+        y = np.searchsorted(np.array(classes, dtype=object), np.array(cells, dtype=object))
+    if len(classes) < 2:
+        raise TrainError(f"a classification target needs two classes at least; it has {classes}")
+    return task, classes, y
+
+
+def make_pipeline(table: Table, task: str) -> Pipeline:
+    """The baseline: impute and scale numbers, impute and one-hot encode categories, then a
+    linear model. Columns are chosen by index, so it takes an object array in column order."""
+    numbers = [j for j, c in enumerate(table.columns) if not isinstance(c, list)]
+    categories = [j for j, c in enumerate(table.columns) if isinstance(c, list)]
+    blocks = []
+    if numbers:
+        blocks.append(("numbers", Pipeline([("impute", SimpleImputer(strategy="median")),
+                                            ("scale", StandardScaler())]), numbers))
+    if categories:
+        # Dense, so the model's arithmetic is the same dense dot product served (estimators.py).
+        encode = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        blocks.append(("categories", Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
+                                               ("onehot", encode)]), categories))
+    final = make_estimator() if task == "classification" else Ridge()
+    return Pipeline([("columns", ColumnTransformer(blocks)), ("model", final)])
+
+
+def holdout_metrics(estimator, X, y, task: str, classes) -> dict:
+    """Scores of a copy fitted on 80% of the rows, on the other 20% (fixed split)."""
+    stratify = None
+    if task == "classification" and np.bincount(y).min() >= 2 \
+            and len(y) * HOLDOUT_FRACTION >= len(classes):
+        stratify = y
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=HOLDOUT_FRACTION, stratify=stratify, random_state=SEED)
+    fitted = clone(estimator).fit(X_train, y_train)
+    answers = predictions(fitted, X_test, task)
+    return {f"holdout_{k}": v for k, v in scores(*answers, y_test, task, classes).items()}
+
+
+def predictions(fitted, X, task: str) -> tuple:
+    """(class indices or values, probabilities or None) of a fitted model for rows X."""
+    predicted = fitted.predict(X)
+    if task == "regression":
+        return predicted, None
+    proba = fitted.predict_proba(X) if hasattr(fitted, "predict_proba") else None
+    return np.searchsorted(fitted.classes_, predicted), proba  # classes_ are sorted
+
+
+def scores(predicted, proba, y, task: str, classes) -> dict:
+    """Accuracy and log loss, or R², MAE and RMSE, of predictions for targets y."""
+    if task == "regression":
+        found = {"r2": r2_score(y, predicted), "mae": mean_absolute_error(y, predicted),
+                 "rmse": root_mean_squared_error(y, predicted)}
+    else:
+        found = {"accuracy": accuracy_score(y, predicted)}
+        if proba is not None:
+            found["log_loss"] = log_loss(y, proba, labels=range(len(classes)))
+    return {**{k: float(f"{v:.6g}") for k, v in found.items()}, "rows": int(len(y))}
+
+
+def train_csv(csv_path: Path, target: str, output: Path, task: str | None = None,
+              name: str | None = None) -> dict:
+    """Fit the baseline on every row of the CSV, write it and its sidecar, return the sidecar."""
+    table = read_csv(csv_path, target)
+    task, classes, y = target_classes(table.target, task)
+    X = table.objects()
+    estimator = make_pipeline(table, task)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # reported below, not fatal
+        metrics = holdout_metrics(estimator, X, y, task, classes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        estimator.fit(X, y)
+    for warning in caught:
+        print(f"train.py: warning: {warning.message}", file=sys.stderr)
+    return _write(estimator, output, name=name or csv_path.stem, task=task, target=target,
+                  classes=classes, features=features_of(table), rows=table.rows,
+                  numbers=_numbers(table), metrics=metrics)
+
+
+def features_of(table: Table) -> list:
+    """model.json's features: each column's type, whether it had missing cells, and its
+    training range, mean and spread (numbers) or categories with their shares."""
+    features = []
+    for name, column in zip(table.names, table.columns):
+        if isinstance(column, list):
+            seen = [v for v in column if v is not None]
+            values, counts = np.unique(np.array(seen, dtype=object), return_counts=True)
+            shares = {str(v): round(float(c) / len(seen), DIGITS)
+                      for v, c in zip(values.tolist(), counts.tolist())}
+            features.append({"name": name, "type": "category", "categories": shares,
+                             "missing": len(seen) < len(column)})
+        else:
+            present = column[~np.isnan(column)]
+            features.append({"name": name, "type": "number",
+                             "missing": len(present) < len(column), **_number_stats(present)})
+    return features
+
+
+def _number_stats(column: np.ndarray) -> dict:
+    return {"min": float(column.min()), "max": float(column.max()),
+            "mean": round(float(column.mean()), DIGITS), "std": round(float(column.std()), DIGITS)}
+
+
+def _numbers(table: Table) -> dict:
+    """The numbers' present values by name, for the reference bins of drift reports."""
+    return {name: column[~np.isnan(column)] for name, column in zip(table.names, table.columns)
+            if not isinstance(column, list)}
+
+
+# --- packaging a fitted model ----------------------------------------------------------------
+
+def package(model_path: Path, csv_path: Path, target: str, output: Path,
+            name: str | None = None) -> dict:
+    """Write a fitted model with a sidecar read from the CSV: the column types, ranges and
+    categories, and the model's scores on the CSV's rows."""
+    try:
+        data = model_path.read_bytes()
+    except OSError as e:
+        raise TrainError(f"cannot read {model_path}: {e.strerror}") from None
+    try:
+        fitted = artifact.unpickle(data, model_path, stand_ins=False)
+    except ModelUnavailable as e:
+        raise TrainError(f"{e.message} (the classes served are listed in docs/model.md)") \
+            from None
+    table = read_csv(csv_path, target)
+    classes_ = getattr(fitted, "classes_", None)
+    task, classes, y = _fitted_target(classes_, table.target)
+    _check_columns(fitted, table, target)
+    X = table.objects() if not table.numeric() else np.column_stack(table.columns)
+    try:
+        answers = predictions(fitted, X, task)
+    except Exception as e:  # whatever the model raises on rows it cannot take
+        raise TrainError(
+            f"the model cannot predict the CSV's rows given as a NumPy array in column order "
+            f"({type(e).__name__}: {e}); fit it on such an array, with a ColumnTransformer "
+            f"choosing columns by index: X = df.drop(columns=[{target!r}]).to_numpy("
+            f"dtype=object)") from None
+    metrics = {f"csv_{k}": v for k, v in scores(*answers, y, task, classes).items()}
     output.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(estimator, output)
-    metadata = {
+    if output.resolve() != model_path.resolve():
+        shutil.copyfile(model_path, output)
+    metadata = _write(fitted, output, name=name or csv_path.stem, task=task, target=target,
+                      classes=classes, features=features_of(table), rows=table.rows,
+                      numbers=_numbers(table), metrics=metrics, dump=False)
+    try:
+        artifact.load(output)
+    except ModelUnavailable as e:
+        raise TrainError(f"the packaged model does not load: {e.message}") from None
+    return metadata
+
+
+def _fitted_target(classes_, cells: list) -> tuple:
+    """(task, classes, y) of a fitted model on the CSV's target cells."""
+    if classes_ is None:
+        return target_classes(cells, "regression")
+    classes = [str(c) for c in classes_.tolist()]
+    labels = [str(int(n)) if n is not None and n == int(n) else c
+              for c, n in zip(cells, map(_number, cells))] \
+        if classes_.dtype.kind in "iuf" else cells
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise TrainError(f"the CSV's target has values {unknown[:5]} that are not among the "
+                         f"model's classes {classes}")
+    return "classification", classes, np.array([classes.index(v) for v in labels])
+
+
+def _check_columns(fitted, table: Table, target: str):
+    width = getattr(fitted, "n_features_in_", None)
+    if width != len(table.names):
+        raise TrainError(f"the model takes {width} features, but the CSV has "
+                         f"{len(table.names)} columns besides {target!r}: {table.names}")
+    names = getattr(fitted, "feature_names_in_", None)
+    if names is not None and list(names) != table.names:
+        raise TrainError(f"the model was fitted on columns {list(names)}, but the CSV has "
+                         f"{table.names} besides {target!r}: give the CSV those columns in "
+                         f"that order")
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+def _write(estimator, output: Path, *, name, task, target, classes, features, rows, numbers,
+           metrics, dump=True) -> dict:
+    """Write the estimator (unless it is there already) and its model.json."""
+    if dump:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(estimator, output)
+    metadata = {"name": name, "task": task, "target": target}
+    if classes is not None:
+        metadata["classes"] = classes
+    metadata.update({
         "estimator": repr(estimator),
-        "features": [
-            {"name": name, "alias": alias, "unit": unit, "min": float(lo), "max": float(hi),
-             "mean": round(float(mean), 12), "std": round(float(std), 12)}
-            for (name, alias, unit), lo, hi, mean, std in zip(
-                FEATURES, X.min(axis=0), X.max(axis=0), X.mean(axis=0), X.std(axis=0))
-        ],
-        "classes": [str(c) for c in iris.target_names],
-        "training_rows": int(len(y)),
-        # Per feature, bins across the training range and the training share in each: the
+        "features": features,
+        "training_rows": int(rows),
+        # Per number, bins across the training range and the training share in each: the
         # reference distribution of drift reports (drift.py, docs/drift.md).
-        "training_distribution": reference(X),
+        "training_distribution": reference(numbers),
         "metrics": metrics,
         "versions": {
             "python": platform.python_version(),
@@ -98,22 +420,50 @@ def train(output: Path) -> dict:
             "numpy": np.__version__,
         },
         "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
-    }
+    })
     sidecar_path(output).write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("model.joblib"),
-                        help="where to write the model (default: model.joblib beside this file)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:11]))
+    parser.add_argument("--csv", type=Path, help="a table with a header row to train on")
+    parser.add_argument("--target", help="the CSV column to predict")
+    parser.add_argument("--task", choices=("classification", "regression"),
+                        help="default: classification for a text target or one of at most "
+                             f"{MAX_CLASS_LEVELS} whole numbers, else regression")
+    parser.add_argument("--name", help="the model's name (default: the CSV file's stem)")
+    parser.add_argument("--model", type=Path, help="a fitted model (joblib.dump) to package")
+    parser.add_argument("--output", type=Path,
+                        help="where to write the model (default: model.joblib beside this "
+                             "file for iris, else the CSV's stem + .joblib here)")
     args = parser.parse_args(argv)
-    metadata = train(args.output)
-    m = metadata["metrics"]
-    print(f"wrote {args.output} and {sidecar_path(args.output)}")
-    print(f"held-out accuracy: {m['holdout_accuracy']:.4f} ({m['holdout_rows']} rows)")
-    print(f"{m['cv_folds']}-fold CV accuracy: {m['cv_accuracy_mean']:.4f} ± {m['cv_accuracy_std']:.4f}")
+    if (args.csv is None) != (args.target is None):
+        parser.error("--csv and --target go together")
+    if args.csv is None and (args.model or args.task or args.name):
+        parser.error("--model, --task and --name need --csv and --target")
+    if args.model and args.task:
+        parser.error("--task is read from the fitted model; leave it out with --model")
+    try:
+        if args.csv is None:
+            output = args.output or Path(__file__).with_name("model.joblib")
+            metadata = train(output)
+        else:
+            output = args.output or Path(args.csv.stem + ".joblib")
+            if args.model:
+                metadata = package(args.model, args.csv, args.target, output, args.name)
+            else:
+                metadata = train_csv(args.csv, args.target, output, args.task, args.name)
+    except TrainError as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {output} and {sidecar_path(output)}: {metadata['name']}, "
+          f"{metadata['task']} of {metadata['target']}")
+    print("metrics: " + ", ".join(f"{k} {v}" for k, v in metadata["metrics"].items()))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -50,3 +50,11 @@ def cloud(live):
 def env(cloud, tmp_path):
     """The rehearsal's environment, with the identity token the fake's front end accepts."""
     return {**gcloud_env(cloud, tmp_path), "ID_TOKEN": cloud.id_token}
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory):
+    """{name: tests.models.Trained}: wine, breast_cancer, diabetes, garden_kind and
+    garden_yield, each trained once by train.py --csv (tests/models.py)."""
+    from tests.models import train_all
+    return train_all(tmp_path_factory.mktemp("trained_models"))

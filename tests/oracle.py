@@ -1,6 +1,6 @@
 """Expected answers from outside the code under test: known flowers and scikit-learn itself.
 
-The function predicts without importing scikit-learn (iris_predict/logistic.py);
+The function predicts without importing scikit-learn (iris_predict/model/estimators.py);
 here scikit-learn loads the same model.joblib and answers with its own
 predict_proba, and the training range comes from the iris data set, not from
 model.json. The API rounds probabilities to 6 digits (half to even); two

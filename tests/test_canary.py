@@ -17,6 +17,7 @@ each step did.
 import hashlib
 import json
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +35,15 @@ from train import make_estimator
 
 NAME = "iris-predict"
 PERCENT = 10
-# deploy.sh's probe set, written out again: the tests check that this is what it sent.
-PROBES = [[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.5, 3.0, 5.8, 2.2], [3.0, 2.0, 1.0, 1.0],
-          [2.0, 1.0, 0.5, 0.05], [9.0, 5.0, 8.0, 3.0], [8.5, 1.5, 7.5, 2.8], [4.0, 5.0, 0.8, 0.1]]
+# deploy.sh's probe set for the shipped model (probes.py from model.json), written out again:
+# the mean flower, the smallest and largest of each measurement at once, and each measurement
+# half its training range beyond it (or halfway to 0, its bound). The tests check that this is
+# what it sent.
+PROBES = [[5.843333, 3.057333, 3.758, 1.199333], [4.3, 2.0, 1.0, 0.1], [7.9, 4.4, 6.9, 2.5],
+          [2.5, 3.057333, 3.758, 1.199333], [9.7, 3.057333, 3.758, 1.199333],
+          [5.843333, 0.8, 3.758, 1.199333], [5.843333, 5.6, 3.758, 1.199333],
+          [5.843333, 3.057333, 0.5, 1.199333], [5.843333, 3.057333, 9.85, 1.199333],
+          [5.843333, 3.057333, 3.758, 0.05], [5.843333, 3.057333, 3.758, 3.7]]
 PROBE_BODY = {"instances": PROBES, "parameters": {"probabilities": True}}
 # The function rounds probabilities to 6 decimals (README "API reference").
 DIGITS = 6
@@ -216,7 +223,7 @@ def test_dry_run_canary_plan_says_what_moves_when(cloud, tmp_path):
     assert "--update-labels=rollback-revision=SERVING_REVISION" in functions_deploy
     assert "--update-tags=candidate=NEW_REVISION" in tag
     assert "--to-revisions=NEW_REVISION=25" in route
-    assert ("# 4. Smoke-testing CANDIDATE_URL: GET, then the probe flowers beside FUNCTION_URL"
+    assert ("# 4. Smoke-testing CANDIDATE_URL: GET, then the probe rows beside FUNCTION_URL"
             in result.stdout)
 
 
@@ -271,7 +278,7 @@ def test_canary_compares_the_probes_on_both_urls(story, models):
         assert request.headers["authorization"] == f"Bearer {fake.id_token}"
     # The tag URL reached the retrained model's server, the function URL the shipped one.
     line = agreement(models["shipped"], models["retrained"])
-    assert line == "8/8 answers agree, largest probability difference 0.014871"
+    assert line == "11/11 answers agree, largest probability difference 0.017605"
     assert f"Smoke test passed: {line}\n" in canary.result.stdout
     tag_url = f"{fake.url}/fn/candidate---{NAME}"
     assert (f"Canary: {revisions(fake)[1]} serves {PERCENT}% of the traffic; its own URL: "
@@ -388,3 +395,30 @@ def test_canary_needs_a_serving_revision(cloud, env):
     assert "Cannot find service [iris-predict]" in result.stderr  # gcloud's own words
     assert "--canary needs the function deployed: deploy it once with ./deploy.sh" in result.stderr
     assert call_names(cloud, 0, len(cloud.requests)) == DESCRIBE
+
+
+def test_probe_rows_come_from_the_signature(trained_models):
+    """probes.py, as deploy.sh runs it, on a model with categories and missing cells: rows
+    worked out here from its model.json."""
+    meta = trained_models["garden_kind"].metadata
+    done = subprocess.run(["python3", "probes.py", str(trained_models["garden_kind"].path
+                                                       .with_suffix(".json"))],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    body = json.loads(done.stdout)
+    height, colour, soil, width = meta["features"]
+    top = {f["name"]: max(f["categories"], key=f["categories"].get) for f in (colour, soil)}
+    mean = [round(height["mean"], 6), top["colour"], top["soil"], round(width["mean"], 6)]
+    half = {f["name"]: (f["max"] - f["min"]) / 2 for f in (height, width)}
+    expected = [
+        mean,
+        [height["min"], top["colour"], top["soil"], width["min"]],
+        [height["max"], top["colour"], top["soil"], width["max"]],
+        [round(height["min"] - half["height"], 6), *mean[1:]],
+        [round(height["max"] + half["height"], 6), *mean[1:]],
+        *[[mean[0], c, *mean[2:]] for c in colour["categories"] if c != top["colour"]],
+        *[[*mean[:2], s, mean[3]] for s in soil["categories"] if s != top["soil"]],
+        [*mean[:3], round(width["min"] - half["width"], 6)],
+        [*mean[:3], round(width["max"] + half["width"], 6)],
+        [None, None, top["soil"], None],  # soil had no missing cells
+    ]
+    assert body == {"instances": expected, "parameters": {"probabilities": True}}

@@ -1,4 +1,7 @@
-"""The live function against its contract, openapi.yaml: checked answers, then schemathesis."""
+"""The live function against its contract, openapi.yaml: checked answers, then schemathesis.
+
+openapi.yaml is generated from model.json (tests/test_openapi.py keeps it current).
+"""
 
 import hashlib
 import os
@@ -27,6 +30,10 @@ CSV = {"Content-Type": "text/csv"}
 EXCHANGES = {
     # name: (method, path, body, headers, expected status)
     "metadata": ("GET", "/", None, {}, 200),
+    "contract": ("GET", "/openapi.json", None, {}, 200),
+    "page": ("GET", "/", None, {"Accept": "text/html"}, 200),
+    "page script": ("GET", "/app.js", None, {}, 200),
+    "page style": ("GET", "/style.css", None, {}, 200),
     "tutorial": ("POST", "/", {"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}, {}, 200),
     "long names": ("POST", "/", {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0,
                                  "petal_width": 2.5}, {}, 200),
@@ -126,6 +133,11 @@ def test_live_answers_match_the_contract(live, name):
     assert media_type in documented["content"], f"{media_type} is not documented"
     schema = documented["content"][media_type]["schema"]
     _validate(reply.json() if media_type == "application/json" else reply.body.decode(), schema)
+
+
+def test_the_served_contract_is_the_committed_one(live):
+    """GET /openapi.json is the document openapi.yaml holds (the bundled model, default limits)."""
+    assert live.call("GET", path="/openapi.json").json() == SPEC
 
 
 def test_the_contract_refuses_what_the_function_refuses():

@@ -79,7 +79,24 @@ MALFORMED = {
                '(cm), got string "abc"'),
     "a missing column": (f"{LONG}\n5.1,3.5,1.4\n", "line 2 has 3 columns, expected 4"),
     "out of bounds": ("5.1,3.5,1.4,0.2\n5.1,3.5,1.4,0\n", "line 2, column 4 (petal_width)"),
-    "an empty cell": ("pw,pl,sw,sl\n0.2,,3.5,5.1\n", "line 2, column 2 (petal_length)"),
+    "an empty cell": ("pw,pl,sw,sl\n0.2,,3.5,5.1\n",
+                      "line 2, column 2 (petal_length) is empty; petal_length must be a number "
+                      "greater than 0 and at most 100 (cm)"),
+    "semicolons": ("sl;sw;pl;pw\n5.1;3.5;1.4;0.2\n",
+                   'line 1 has a cell holding "sl;sw;pl;pw": the table seems separated by '
+                   'semicolons, but the CSV separator must be a comma'),
+    "semicolons, no header": ("5,1;3,5;1,4;0,2\n", "separated by semicolons, but the CSV "
+                                                    "separator must be a comma"),
+    "tabs": ("sl\tsw\tpl\tpw\n5.1\t3.5\t1.4\t0.2\n", "separated by tabs"),
+    "newlines lost (curl -d)": (f"{LONG}5.1,3.5,1.4,0.27.0,3.2,4.7,1.4",
+                                "were its newlines lost? curl -d strips them: send the file with "
+                                "--data-binary @FILE"),
+    "newlines lost, no header": ("5.1,3.5,1.4,0.27.0,3.2,4.7,1.4", "line 1 has 7 columns, "
+                                 "expected 4 (sepal_length, sepal_width, petal_length, "
+                                 "petal_width); the body is one line: were its newlines lost?"),
+    "mixed names": ("sl,sw,pl,petal_width\n5.1,3.5,1.4,0.2\n",
+                    'line 1, column 4: the header mixes long and short names: "petal_width" is '
+                    'the other form of "pw"; use sl, sw, pl, pw'),
     "a header without a feature": ("sl,sw,pl,width\n5.1,3.5,1.4,0.2\n",
                                    'line 1: the header is missing pw (its columns "width" are '
                                    'not features)'),
@@ -113,3 +130,20 @@ def test_the_body_limit_holds(client, monkeypatch):
     monkeypatch.setattr(settings, "MAX_BODY_BYTES", 100)
     reply = client.post("/", content=table(IRIS.data[:10], LONG), headers=CSV)
     assert reply.status_code == 413 and "limit of 100" in reply.json()["error"]
+
+
+def test_columns_the_model_does_not_use_come_back_first(live, estimator):
+    """An id and the true label, as spreadsheets have them: not fed to the model, repeated
+    first in a CSV answer so rows join back; a JSON answer is as without them."""
+    rows = [f"flower-{i},{IRIS.target_names[t]},{','.join(map(repr, x))},note {i}"
+            for i, (x, t) in enumerate(zip(X.tolist(), IRIS.target[::15]))]
+    body = "\n".join([f"id,species,{LONG},comment", *rows]) + "\n"
+    reply = live.call("POST", body, {**CSV, "Accept": "text/csv"})
+    assert reply.status == 200, reply.body
+    answer = pd.read_csv(io.BytesIO(reply.body))
+    assert list(answer.columns[:3]) == ["id", "species", "comment"]
+    assert answer["id"].tolist() == [f"flower-{i}" for i in range(len(X))]
+    assert answer["comment"].tolist() == [f"note {i}" for i in range(len(X))]
+    assert answer["class"].tolist() == estimator.predict(X).tolist()
+    as_json = live.call("POST", body, CSV).json()
+    assert as_json["predictions"] == estimator.predict(X).tolist()

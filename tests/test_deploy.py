@@ -30,7 +30,8 @@ CREATE = FUNCTIONS + "$"
 IAM = r":setIamPolicy$"
 # What the function needs at run time, and so exactly what must be uploaded.
 RUNTIME_FILES = sorted(["main.py", "requirements.txt", "model.joblib", "model.json",
-                        *(f"iris_predict/{p.name}" for p in ROOT.glob("iris_predict/*.py"))])
+                        "web/index.html", "web/app.js", "web/style.css",
+                        *(p.relative_to(ROOT).as_posix() for p in ROOT.glob("iris_predict/**/*.py"))])
 SHELL_SCRIPTS = [ROOT / "deploy.sh", ROOT / ".ci" / "run"]
 TOOLS_BUT_GCLOUD = ["bash", "dirname", "sed", "curl"]
 
@@ -74,6 +75,7 @@ def repo_copy(dest: Path) -> Path:
         shutil.copy2(ROOT / name, dest / name)
     shutil.copytree(ROOT / "iris_predict", dest / "iris_predict",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "web", dest / "web")
     return dest
 
 
@@ -320,7 +322,7 @@ def test_uploaded_bundle_serves_the_tutorial_from_a_fresh_venv(bundle, bundle_py
 def test_bundle_missing_a_runtime_file_does_not_serve(bundle, bundle_python, tmp_path):
     broken = tmp_path / "bundle"
     shutil.copytree(bundle, broken)
-    (broken / "iris_predict" / "cors.py").unlink()
+    (broken / "iris_predict" / "edge" / "cors.py").unlink()
     with pytest.raises(RuntimeError, match="cannot import name 'cors'"):
         with bundle_server(broken, bundle_python):
             pass

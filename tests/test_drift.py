@@ -367,3 +367,50 @@ def test_the_report_shown_in_docs_is_the_one_for_these_flowers(logs_file):
                           capture_output=True, text=True, timeout=60)
     for block in shown.split("\n\n"):
         assert block in done.stdout
+
+
+# --- categories --------------------------------------------------------------------------------
+
+def category_lines(trained, colours: list) -> str:
+    """Sample lines as the function writes them for a model with categories: the row as
+    {feature: value}, a category as its string, a missing value as null."""
+    lines = []
+    for row, colour in zip(trained.rows.tolist(), colours):
+        values = [None if isinstance(v, float) and math.isnan(v) else v for v in row]
+        values[1] = colour
+        entry = {"severity": "INFO", "message": "prediction sample",
+                 "logging.googleapis.com/labels": LABEL,
+                 **dict(zip(["height", "colour", "soil", "width"], values))}
+        lines.append(json.dumps(entry) + "\n")
+    return "".join(lines)
+
+
+def test_a_shifted_category_is_flagged_by_the_psi_of_its_shares(trained_models, tmp_path, capsys):
+    """The training rows served again, with colour shifted: white 4x as often, and a colour
+    training never had. Only colour drifts; its PSI, computed here from model.json's shares."""
+    trained = trained_models["garden_kind"]
+    meta = trained.metadata
+    rng = np.random.default_rng(5)
+    colours = rng.choice(["red", "green", "blue", "white", "purple", None], len(trained.rows),
+                         p=[0.2, 0.2, 0.1, 0.4, 0.05, 0.05]).tolist()
+    logs = tmp_path / "served.jsonl"
+    logs.write_text(category_lines(trained, colours))
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps(meta))
+    assert drift.main([str(logs), "--model", str(model)]) == drift.DRIFTED
+    out = capsys.readouterr().out
+    present = [c for c in colours if c is not None]
+    known = list(meta["features"][1]["categories"])
+    served = np.array([present.count(c) for c in known] + [present.count("purple")]) / len(present)
+    training = np.array([*meta["features"][1]["categories"].values(), 0.0])
+    s, t = np.maximum(served, 1e-4), np.maximum(training, 1e-4)
+    expected = float(np.sum((s - t) * np.log(s / t)))
+    row = re.search(r"^colour\s+(\d+)\s+-\s+-\s+-\s+-\s+([\d.]+)%\s+([\d.]+)\s+DRIFT$", out, re.M)
+    assert row, out
+    assert int(row.group(1)) == len(present)
+    assert float(row.group(2)) == pytest.approx(100 * present.count("purple") / len(present),
+                                                abs=0.05)
+    assert float(row.group(3)) == pytest.approx(expected, abs=5e-4)
+    for name in ("height", "soil", "width"):  # served as trained: nothing moved
+        assert re.search(rf"^{name}\s+\d+ .* 0\.000$", out, re.M), (name, out)
+    assert f"  (unseen)          0.0% {' ' * 30} {100 * served[-1]:>5.1f}%" in out

@@ -107,4 +107,6 @@ def test_a_model_that_is_not_linear_is_refused_not_approximated(client, fresh_mo
 
 def test_model_json_records_the_training_means():
     served = model_module.get()
-    np.testing.assert_allclose(served.means, MEAN, rtol=0, atol=1e-12)
+    means = [feature.mean for feature in served.signature.features]
+    np.testing.assert_allclose(means, MEAN, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(served.linear.reference, means)  # what explain() measures from

@@ -108,11 +108,13 @@ def test_training_reaches_the_one_optimum(retrained):
 def test_metadata_records_what_the_issue_asks(bundled):
     _, meta = bundled
     petal_length = load_iris().data[:, 2]
-    assert meta["features"][2] == {"name": "petal_length", "alias": "pl", "unit": "cm",
-                                   "min": 1.0, "max": 6.9,
+    assert meta["features"][2] == {"name": "petal_length", "type": "number", "alias": "pl",
+                                   "unit": "cm", "bounds": {"exclusiveMinimum": 0, "maximum": 100},
+                                   "missing": False, "min": 1.0, "max": 6.9,
                                    "mean": pytest.approx(petal_length.mean(), abs=1e-12),
                                    "std": pytest.approx(petal_length.std(), abs=1e-12)}
     assert meta["classes"] == ["setosa", "versicolor", "virginica"]
+    assert (meta["name"], meta["task"], meta["target"]) == ("iris", "classification", "species")
     assert meta["estimator"].startswith("LogisticRegression(")
     assert set(meta["versions"]) == {"python", "scikit-learn", "joblib", "numpy"}
     assert 0.9 <= meta["metrics"]["cv_accuracy_mean"] <= 1

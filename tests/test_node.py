@@ -1,4 +1,8 @@
-"""The Node.js client (examples/node/) run by real `node` against the live function."""
+"""The Node.js client (examples/node/) run by real `node` against the live function.
+
+The client builds itself from the function's metadata (GET /); expected answers come
+from scikit-learn (tests/oracle.py), not from the client or the function.
+"""
 
 import http.server
 import json
@@ -18,7 +22,12 @@ TOKEN = "eyJhbGciOiJSUzI1NiJ9.test-identity-token"
 KNOWN = [(oracle.FLOWERS[species], species, "") for species in oracle.CLASSES]
 TUTORIAL = (oracle.TUTORIAL, "setosa", f"warning: {oracle.TUTORIAL_WARNING}\n")
 CERTAIN = {"setosa": 1.0, "versicolor": 0.0, "virginica": 0.0}
-# What the stand-in function answers: a one-flower answer, or a batch answer for "instances".
+# What the stand-in function answers: the iris metadata's essentials (GET), and a one-flower
+# answer or a batch answer for "instances" (POST).
+STAND_IN_METADATA = {
+    "name": "iris", "task": "classification", "target": "species", "classes": list(oracle.CLASSES),
+    "features": [{"name": name, "alias": alias, "type": "number", "unit": "cm"}
+                 for name, alias in zip(oracle.NAMES, oracle.ALIASES)]}
 STAND_IN_ANSWERS = (
     {"prediction": [0], "species": "setosa", "probabilities": CERTAIN, "warnings": []},
     {"predictions": [0], "species": ["setosa"], "probabilities": [CERTAIN], "warnings": []},
@@ -33,9 +42,11 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess:
     return node(str(NODE_DIR / "cli.mjs"), *args, "--url", url)
 
 
-def flower_args(flower) -> list:
-    return [part for name, value in zip(("sl", "sw", "pl", "pw"), flower)
-            for part in (f"--{name}", str(value))]
+def flower_args(flower, names=oracle.ALIASES) -> list:
+    return [part for name, value in zip(names, flower) for part in (f"--{name}", str(value))]
+
+
+LONG_OPTIONS = tuple(name.replace("_", "-") for name in oracle.NAMES)  # --sepal-length, ...
 
 
 def run_module(script: str, url: str):
@@ -56,11 +67,29 @@ def expected(flower: list, species: str) -> dict:
 
 
 @pytest.mark.parametrize("flower, species, stderr", KNOWN + [TUTORIAL])
-def test_cli_prints_the_species(live, flower, species, stderr):
-    done = cli(live.url, *flower_args(flower))
+@pytest.mark.parametrize("names", [oracle.ALIASES, LONG_OPTIONS], ids=["short", "long"])
+def test_cli_prints_the_species(live, flower, species, stderr, names):
+    """The short options and the long ones (issue 17: --sepal-length, as the Python CLI)."""
+    done = cli(live.url, *flower_args(flower, names))
     assert done.returncode == 0, done.stderr
     assert done.stdout == species + "\n"
     assert done.stderr == stderr
+
+
+def test_cli_takes_short_and_long_options_mixed(live):
+    args = flower_args(oracle.FLOWERS["virginica"][:2]) \
+        + flower_args(oracle.FLOWERS["virginica"][2:], LONG_OPTIONS[2:])
+    done = cli(live.url, *args)
+    assert (done.returncode, done.stdout) == (0, "virginica\n"), done.stderr
+
+
+def test_cli_help_lists_the_served_models_options(live):
+    done = cli(live.url, "--help")
+    assert done.returncode == 0
+    for alias, name in zip(oracle.ALIASES, oracle.NAMES):
+        assert f"--{alias}, --{name.replace('_', '-')}" in done.stdout
+    assert done.stdout.startswith("usage: node cli.mjs --sl CM --sw CM --pl CM --pw CM ")
+    assert "Prints the predicted species" in done.stdout
 
 
 def test_cli_json_is_the_whole_answer(live):
@@ -90,6 +119,8 @@ def test_cli_shows_the_functions_error(live, sl, message):
     (["--sl", "5.1"], "error: missing --sw, --pl, --pw"),
     (["--sl", "5.1", "--sw", "3.5", "--pl", "1.4", "--pw", "0.2", "--colour", "blue"],
      "Unknown option '--colour'"),
+    (["--sl", "5.1", "--sepal-length", "5.2", "--sw", "3.5", "--pl", "1.4", "--pw", "0.2"],
+     "error: --sl and --sepal-length both give sepal_length; give it once"),
 ])
 def test_cli_usage_errors(live, args, message):
     done = cli(live.url, *args)
@@ -157,10 +188,17 @@ def recorder():
     seen = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # the metadata the client builds itself from
+            seen.append(dict(self.headers.items()))
+            self._send(STAND_IN_METADATA)
+
         def do_POST(self):
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append(dict(self.headers.items()))
-            body = json.dumps(STAND_IN_ANSWERS["instances" in request]).encode()
+            self._send(STAND_IN_ANSWERS["instances" in request])
+
+        def _send(self, answer):
+            body = json.dumps(answer).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -184,8 +222,9 @@ CALLS = {  # the module's functions, called with `options`
 }
 
 
-def _headers_received(recorder, how: str, token: str | None) -> dict:
-    """The headers the recorder got when the client called it as `how` says (lower-case names)."""
+def _headers_received(recorder, how: str, token: str | None) -> list:
+    """The headers of each request (the metadata's GET, the POST) the recorder got when the
+    client called it as `how` says (lower-case names)."""
     url = f"http://127.0.0.1:{recorder.server_port}"
     recorder.seen.clear()
     if how == "cli":
@@ -196,15 +235,59 @@ def _headers_received(recorder, how: str, token: str | None) -> dict:
         options = {"url": url, **({"token": token} if token else {})}
         run_module(f"const options = {json.dumps(options)};\n"
                    f"await {CALLS[how]};\nconsole.log('{{}}');", url)
-    (headers,) = recorder.seen
-    return {name.lower(): value for name, value in headers.items()}
+    assert len(recorder.seen) == 2  # the metadata once, then the prediction
+    return [{name.lower(): value for name, value in headers.items()} for headers in recorder.seen]
 
 
 @pytest.mark.parametrize("how", ["predict", "predictMany", "cli"])
 def test_a_token_is_sent_as_a_bearer_authorization(recorder, how):
-    assert _headers_received(recorder, how, TOKEN)["authorization"] == f"Bearer {TOKEN}"
+    for headers in _headers_received(recorder, how, TOKEN):
+        assert headers["authorization"] == f"Bearer {TOKEN}"
 
 
 @pytest.mark.parametrize("how", ["predict", "predictMany", "cli"])
 def test_no_token_no_authorization_header(recorder, how):
-    assert "authorization" not in _headers_received(recorder, how, None)
+    for headers in _headers_received(recorder, how, None):
+        assert "authorization" not in headers
+
+
+@pytest.fixture(scope="module", params=["shop", "diabetes"])
+def other(request, tmp_path_factory):
+    """A model that is not iris, trained by train.py --csv and served (tests/test_browser.py)."""
+    import joblib
+
+    from harness import FunctionServer
+    from tests.test_browser import trained
+    path, header, rows, target = trained(request.param, tmp_path_factory.mktemp(request.param))
+    with FunctionServer(env={"MODEL_PATH": str(path)}) as server:
+        yield server, joblib.load(path), [h for h in header if h != target], target
+
+
+def test_the_client_and_cli_follow_any_model(other):
+    import numpy as np
+    server, pipeline, features, target = other
+    meta = json.loads(node("--input-type=module", "-e",
+                           f'import * as iris from {json.dumps((NODE_DIR / "iris.mjs").as_uri())};'
+                           f'console.log(JSON.stringify(await iris.describe({{url: '
+                           f'{json.dumps(server.url)}}})));').stdout)
+    row = {f["name"]: ("red" if f["type"] == "category"
+                       else round(f["min"] + 0.7 * (f["max"] - f["min"]), 4))
+           for f in meta["features"]}
+    X = np.array([[row[f] for f in features]], dtype=object)
+    got = run_module(f"console.log(JSON.stringify(await iris.predict({json.dumps(row)}, "
+                     "{url})));",
+                     server.url)
+    args = [part for name, value in row.items() for part in (f"--{name.replace('_', '-')}",
+                                                             str(value))]
+    done = cli(server.url, *args)
+    assert done.returncode == 0, done.stderr
+    if meta["task"] == "regression":
+        (value,) = pipeline.predict(X)
+        assert got[target] == pytest.approx(value, rel=1e-9) and "probabilities" not in got
+        assert float(done.stdout) == pytest.approx(value, rel=1e-9)
+    else:
+        (k,) = pipeline.predict(X)
+        assert (got[target], got["prediction"]) == (meta["classes"][k], int(k))
+        assert oracle.close(got["probabilities"], dict(zip(
+            meta["classes"], (round(p, 6) for p in pipeline.predict_proba(X)[0].tolist()))))
+        assert done.stdout == meta["classes"][k] + "\n"

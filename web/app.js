@@ -1,29 +1,44 @@
-// The iris-predict web page: builds its form from the function's GET metadata,
-// POSTs one flower (asking why: ?explain=true) and draws the answer. Plain browser
-// JavaScript, no build step.
+// The iris-predict web page: builds its form from the function's GET metadata (any
+// model it serves: numbers, categories, classification or regression), POSTs one row
+// (asking why: ?explain=true) and draws the answer. Plain browser JavaScript, no build step.
 "use strict";
 
-const DEFAULT_API = "http://localhost:8080";
-
 const page = {
-  form: document.getElementById("flower"),
+  title: document.getElementById("title"),
+  lead: document.getElementById("lead"),
+  form: document.getElementById("row"),
   formHelp: document.getElementById("form-help"),
   fields: document.getElementById("fields"),
   predict: document.getElementById("predict"),
   problem: document.getElementById("problem"),
+  problemTitle: document.getElementById("problem-title"),
   problemText: document.getElementById("problem-text"),
+  checks: document.getElementById("checks"),
+  checkList: document.getElementById("check-list"),
   retry: document.getElementById("retry"),
   result: document.getElementById("result"),
-  species: document.getElementById("species"),
+  answerKey: document.getElementById("answer-key"),
+  answer: document.getElementById("answer"),
   confidence: document.getElementById("confidence"),
+  probabilities: document.getElementById("probabilities"),
+  barsTitle: document.getElementById("bars-title"),
   bars: document.getElementById("bars"),
-  whySpecies: document.getElementById("why-species"),
+  whyPart: document.getElementById("why-part"),
+  whyTitle: document.getElementById("why-title"),
+  whyHelp: document.getElementById("why-help"),
+  whyLow: document.getElementById("why-low"),
+  whyHigh: document.getElementById("why-high"),
   why: document.getElementById("why"),
   warnings: document.getElementById("warnings"),
   warningList: document.getElementById("warning-list"),
   endpoint: document.getElementById("endpoint"),
   modelInfo: document.getElementById("model-info"),
 };
+
+// A number as a person types it: digits, one decimal point, an optional exponent.
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+// A decimal comma ("5,1", as European keyboards write it), read as a decimal point.
+const DECIMAL_COMMA = /^[+-]?\d*,\d+$/;
 
 /** A failure already put in words a person understands; `detail` is the function's own. */
 class Problem extends Error {
@@ -33,10 +48,17 @@ class Problem extends Error {
   }
 }
 
-/** The function's URL: ?api=URL when given (http or https only), else the local default. */
+/**
+ * The function's URL: ?api=URL when given (http or https only), else what the page's
+ * meta "iris-predict-api" says: "." when the function serves this page itself (its own
+ * URL), http://localhost:8080 in web/ as committed.
+ */
 function apiUrl() {
   const given = new URLSearchParams(window.location.search).get("api");
-  if (given === null) return DEFAULT_API;
+  if (given === null) {
+    const meta = document.querySelector('meta[name="iris-predict-api"]');
+    return new URL(meta.content, window.location.href).href;
+  }
   try {
     const url = new URL(given);
     if (url.protocol === "http:" || url.protocol === "https:") return url.href;
@@ -51,7 +73,10 @@ function apiUrl() {
 async function callService(api, options = {}) {
   let response;
   try {
-    response = await fetch(api, { ...options, cache: "no-store" });
+    response = await fetch(api, {
+      ...options, cache: "no-store",
+      headers: { Accept: "application/json", ...(options.headers || {}) },
+    });
   } catch {
     throw new Problem(await whyUnreachable(api));
   }
@@ -65,11 +90,12 @@ async function callService(api, options = {}) {
     const said = (body && (body.error || body.errorMessage)) || "";
     const reason = said || `HTTP ${response.status}`;
     throw new Problem(response.status < 500
-      ? `The service could not use these measurements: ${reason}.`
+      ? `The service could not use these values: ${reason}.`
       : `The service cannot answer right now (${reason}). Try again later.`, said);
   }
   if (body === null) {
-    throw new Problem(`The service at ${api} did not answer in JSON. Is this the iris service?`);
+    throw new Problem(`The service at ${api} did not answer in JSON. ` +
+                      "Is this the address of an iris-predict function?");
   }
   return body;
 }
@@ -83,123 +109,216 @@ async function whyUnreachable(api) {
   try {
     await fetch(api, { mode: "no-cors", cache: "no-store" });
   } catch {
-    return `Could not reach the iris service at ${api}. ` +
+    return `Could not reach the service at ${api}. ` +
            "Check that it is running (make serve) and that the address is right.";
   }
   const here = window.location.origin === "null"
     ? "pages opened from a file" : window.location.origin;
-  return `The iris service at ${api} is running, but your browser blocked this page ` +
+  return `The service at ${api} is running, but your browser blocked this page ` +
          `from reading its answers: the service does not accept calls from ${here}. ` +
          "Ask its operator to add this page's origin to ALLOWED_ORIGINS.";
 }
 
+/** A feature's name as the form shows it: "sepal_length" is "Sepal length". */
 function label(name) {
   const words = name.replace(/_/g, " ");
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
-/** One labelled number input per feature, with its unit and training range. */
+function make(tag, className, text) {
+  const element = document.createElement(tag);
+  if (className) element.className = className;
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+/** A training statistic to 4 significant digits: 4.3, 0.1107, 152.1. */
+function brief(x) {
+  return String(Number(x.toPrecision(4)));
+}
+
+function withUnit(text, unit) {
+  return unit ? `${text} ${unit}` : text;
+}
+
+/** What the bounds allow, in words: {"exclusiveMinimum": 0, "maximum": 100} is "> 0 and ≤ 100". */
+function allowed(bounds) {
+  const words = { minimum: "≥", exclusiveMinimum: ">", maximum: "≤", exclusiveMaximum: "<" };
+  return Object.entries(bounds || {}).map(([key, value]) => `${words[key]} ${value}`)
+    .join(" and ");
+}
+
+function list(words) {
+  return words.length > 1
+    ? `${words.slice(0, -1).join(", ")} or ${words[words.length - 1]}` : words.join("");
+}
+
+/** One labelled input per feature: numbers with their unit, range and bounds; categories
+ * with the training categories to pick from (others are answered, with a warning). */
 function buildForm(meta) {
+  const classifier = meta.task !== "regression";
   page.fields.replaceChildren(...meta.features.map((feature) => {
-    const id = `field-${feature.name}`;
-    const wrapper = document.createElement("div");
-    wrapper.className = "field";
-
-    const caption = document.createElement("label");
+    const id = `field-${feature.name.replace(/[^A-Za-z0-9_-]/g, "-")}`;
+    const wrapper = make("div", "field");
+    const caption = make("label", "", label(feature.name) +
+                         (feature.unit ? ` (${feature.unit})` : "") +
+                         (feature.missing ? " (optional)" : ""));
     caption.htmlFor = id;
-    caption.textContent = `${label(feature.name)} (${feature.unit})`;
-
-    const input = document.createElement("input");
+    const input = make("input");
     Object.assign(input, {
-      id, name: feature.name, type: "number", step: "any", inputMode: "decimal",
-      autocomplete: "off", required: true,
-      placeholder: `e.g. ${((feature.min + feature.max) / 2).toFixed(1)}`,
+      id, name: feature.name, type: "text", autocomplete: "off", spellcheck: false,
+      required: !feature.missing,
     });
-    input.dataset.unit = feature.unit;
-    input.setAttribute("aria-describedby", `${id}-range`);
-
-    const range = document.createElement("p");
-    range.id = `${id}-range`;
-    range.className = "hint";
-    range.textContent = `Training flowers: ${feature.min}–${feature.max} ${feature.unit}`;
-
-    wrapper.append(caption, input, range);
+    input.dataset.kind = feature.type === "category" ? "category" : "number";
+    input.dataset.unit = feature.unit || "";
+    input.setAttribute("aria-describedby", `${id}-hint`);
+    input.addEventListener("input", () => input.removeAttribute("aria-invalid"));
+    const hint = make("p", "hint");
+    hint.id = `${id}-hint`;
+    wrapper.append(caption, input, hint);
+    if (input.dataset.kind === "category") {
+      const categories = Object.keys(feature.categories);
+      const choices = make("datalist");
+      choices.id = `${id}-choices`;
+      choices.append(...categories.map((category) => Object.assign(make("option"),
+                                                                   { value: category })));
+      input.setAttribute("list", choices.id);
+      hint.textContent = `Seen in training: ${categories.join(", ")}`;
+      wrapper.append(choices);
+    } else {
+      input.inputMode = "decimal";
+      input.placeholder = `e.g. ${Number(feature.mean.toPrecision(2))}`;
+      const bounds = allowed(feature.bounds);
+      hint.textContent = `Training data: ${brief(feature.min)}–${withUnit(brief(feature.max),
+        feature.unit)}` + (bounds ? `; allowed: ${bounds}` : "");
+    }
     return wrapper;
   }));
+  const what = label(meta.target).toLowerCase();
+  page.title.textContent = `${label(meta.name)} ${what} predictor`;
+  document.title = page.title.textContent;
+  page.lead.textContent = classifier
+    ? `Enter the features below; the model names the ${what}: ${list(meta.classes)}.`
+    : `Enter the features below; the model predicts the ${what}.`;
   page.formHelp.textContent =
-    "Values outside the training range still get a prediction, with a warning.";
+    "Values the training data never had still get a prediction, with a warning.";
+  page.predict.textContent = `Predict ${what}`;
+  page.predict.dataset.label = page.predict.textContent;
   page.predict.disabled = false;
+  page.barsTitle.textContent = `Probability of each ${what}`;
   const accuracy = meta.metrics && meta.metrics.cv_accuracy_mean;
-  page.modelInfo.textContent = accuracy
-    ? `· model accuracy ${(accuracy * 100).toFixed(1)}% (cross-validated)` : "";
+  page.modelInfo.textContent = `· model ${meta.name}` + (accuracy
+    ? `, accuracy ${(accuracy * 100).toFixed(1)}% (cross-validated)` : "");
 }
 
-/** The form's values as {feature: number}, or a Problem naming the first bad field. */
-function readFlower() {
-  const flower = {};
+/** A typed number as JavaScript reads it; a decimal comma is a decimal point. */
+function readNumber(input, name) {
+  let text = input.value.trim();
+  if (DECIMAL_COMMA.test(text)) {
+    text = text.replace(",", ".");
+    input.value = text;  // shown as it is read: "5,1" is 5.1, never 51
+  }
+  if (!NUMBER.test(text)) {
+    throw fieldProblem(input, `The ${name} is not a number: "${input.value.trim()}". ` +
+                       "Use digits and one decimal point or comma, e.g. 5.1 or 5,1.");
+  }
+  return Number(text);
+}
+
+function fieldProblem(input, message) {
+  markInvalid([input]);
+  return new Problem(message);
+}
+
+/** The form's values as {feature: value}, or a Problem naming the first bad field. */
+function readRow() {
+  const row = {};
   for (const input of page.fields.querySelectorAll("input")) {
     const name = label(input.name).toLowerCase();
-    if (input.validity.badInput) {
-      input.focus();
-      throw new Problem(`The ${name} is not a number. Use digits and a decimal point, e.g. 5.1.`);
-    }
     if (input.value.trim() === "") {
-      input.focus();
-      throw new Problem(`Enter the ${name} (${input.dataset.unit}).`);
+      if (!input.required) {
+        row[input.name] = null;  // missing: the model takes it
+        continue;
+      }
+      const unit = input.dataset.unit ? ` (${input.dataset.unit})` : "";
+      throw fieldProblem(input, `Enter the ${name}${unit}.`);
     }
-    flower[input.name] = Number(input.value);
+    row[input.name] = input.dataset.kind === "category"
+      ? input.value.trim() : readNumber(input, name);
   }
-  return flower;
+  return row;
 }
 
-/** Flag the field the function's message names ("petal_width must be …"), for all users. */
-function markInvalid(detail) {
+/** The inputs a message of the function names ("petal_width must be …"), as whole words. */
+function named(message) {
+  return [...page.fields.querySelectorAll("input")].filter((input) => {
+    const word = input.name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    return new RegExp(`(^|[^\\w])${word}([^\\w]|$)`).test(message);
+  });
+}
+
+/** Flag these fields as invalid (for all users: aria-invalid and a red border), the first
+ * of them focused; every other field as valid. */
+function markInvalid(inputs) {
   for (const input of page.fields.querySelectorAll("input")) {
-    if (detail.startsWith(`${input.name} `)) {
+    if (inputs.includes(input)) {
       input.setAttribute("aria-invalid", "true");
-      input.focus();
     } else {
       input.removeAttribute("aria-invalid");
     }
   }
+  if (inputs.length) inputs[0].focus();
+}
+
+/** A message of the function with feature names as the form's labels call them. */
+function inLabels(message) {
+  let text = message;
+  for (const input of page.fields.querySelectorAll("input")) {
+    const word = input.name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    text = text.replace(new RegExp(`(^|[^\\w])${word}(?=[^\\w]|$)`, "g"),
+                        (_, before) => before + label(input.name));
+  }
+  return text;
 }
 
 function percent(p) {
   return p > 0 && p < 0.001 ? "<0.1%" : `${(p * 100).toFixed(1)}%`;
 }
 
-function showPrediction(answer) {
-  page.species.textContent = answer.species;
-  const chance = answer.probabilities[answer.species];
-  page.confidence.textContent = `The model gives it a ${percent(chance)} probability.`;
+/** A predicted value, to 6 significant digits. */
+function shown(value) {
+  return String(Number(value.toPrecision(6)));
+}
 
-  page.bars.replaceChildren(...Object.entries(answer.probabilities).map(([name, p]) => {
-    const row = document.createElement("li");
-    row.className = name === answer.species ? "bar chosen" : "bar";
-    const caption = document.createElement("span");
-    caption.className = "bar-name";
-    caption.textContent = name;
-    const track = document.createElement("span");
-    track.className = "bar-track";
-    track.setAttribute("aria-hidden", "true");  // the percentage beside it says the same
-    const fill = document.createElement("span");
-    fill.className = "bar-fill";
-    fill.style.width = `${(p * 100).toFixed(2)}%`;
-    track.append(fill);
-    const value = document.createElement("span");
-    value.className = "bar-value";
-    value.textContent = percent(p);
-    row.append(caption, track, value);
-    return row;
-  }));
-
-  showWhy(answer.species, answer.explanations[0]);
-
-  page.warningList.replaceChildren(...answer.warnings.map((warning) => {
-    const item = document.createElement("li");
-    item.textContent = warning.message;
-    return item;
-  }));
+function showPrediction(answer, meta, row) {
+  const classifier = meta.task !== "regression";
+  const value = answer[meta.target];
+  page.answerKey.textContent = label(meta.target);
+  page.answer.textContent = classifier ? value : shown(value);
+  page.answer.classList.toggle("class-name", classifier);
+  page.probabilities.hidden = !classifier;
+  if (classifier) {
+    page.confidence.textContent =
+      `The model gives it a ${percent(answer.probabilities[value])} probability.`;
+    page.bars.replaceChildren(...Object.entries(answer.probabilities).map(([name, p]) => {
+      const item = make("li", name === value ? "bar chosen" : "bar");
+      const track = make("span", "bar-track");
+      track.setAttribute("aria-hidden", "true");  // the percentage beside it says the same
+      const fill = make("span", "bar-fill");
+      fill.style.width = `${(p * 100).toFixed(2)}%`;
+      track.append(fill);
+      item.append(make("span", "bar-name", name), track, make("span", "bar-value", percent(p)));
+      return item;
+    }));
+  } else {
+    page.confidence.textContent = "";
+  }
+  page.whyPart.hidden = !answer.explanations;
+  if (answer.explanations) {
+    showWhy(classifier ? value : shown(value), answer.explanations[0], meta, row, classifier);
+  }
+  page.warningList.replaceChildren(...answer.warnings.map(
+    (warning) => make("li", "", inLabels(warning.message))));
   page.warnings.hidden = answer.warnings.length === 0;
   page.problem.hidden = true;
   page.result.hidden = false;
@@ -212,44 +331,83 @@ function signed(x) {
   return x > 0 ? `+${text}` : `\u2212${text}`;
 }
 
+/** The scale of the "why" bars: the round number (1, 2, 2.5 or 5 times a power of ten) at
+ * or above the largest pull, so that one answer's bars share it and the axis says it. */
+function scaleFor(largest) {
+  if (!(largest > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(largest));
+  const step = [1, 2, 2.5, 5, 10].find((s) => s * power >= largest * (1 - 1e-12));
+  return Number((step * power).toPrecision(3));
+}
+
+/** What a feature's pull is measured from: its training mean, or the training mix. */
+function baseline(feature, value) {
+  if (feature.type === "category") {
+    return value === null ? "missing vs the training mix" : `${value} vs the training mix`;
+  }
+  const mean = Number(feature.mean.toPrecision(3));
+  const given = value === null ? "missing" : withUnit(String(value), feature.unit);
+  return `${given} vs average ${withUnit(String(mean), feature.unit)}`;
+}
+
 /**
- * One bar per measurement, from the centre line: rightwards for a pull towards the
- * species, leftwards for a pull away, the longest reaching the edge. The number
- * beside each bar and the words in its label say the same for screen readers.
+ * One bar per feature, from the centre line (the average training row): rightwards for a
+ * pull towards the answer, leftwards for a pull away, all on the one scale the axis shows.
+ * The number beside each bar and the words in its label say the same for screen readers.
  */
-function showWhy(species, explanation) {
-  page.whySpecies.textContent = species;
+function showWhy(answer, explanation, meta, row, classifier) {
+  page.whyTitle.textContent = `Why ${answer}: each feature's pull`;
+  page.whyHelp.textContent = classifier
+    ? `Each bar is how far a feature moves the model's score for ${answer} ` +
+      "from the average training row's: every number at its training mean, every " +
+      "category at its training mix. Rightwards pulls towards " +
+      `${answer}, leftwards away from it; all bars share the scale above them.`
+    : `Each bar is how far a feature moves the predicted ${label(meta.target).toLowerCase()} ` +
+      "from the prediction for the average training row: every number at its training " +
+      "mean, every category at its training mix. All bars share the scale above them.";
+  const features = new Map(meta.features.map((feature) => [feature.name, feature]));
   const entries = Object.entries(explanation);
-  const largest = Math.max(...entries.map(([, c]) => Math.abs(c))) || 1;
+  const scale = scaleFor(Math.max(...entries.map(([, c]) => Math.abs(c))));
+  page.whyLow.textContent = `\u2212${scale}`;
+  page.whyHigh.textContent = `+${scale}`;
   page.why.replaceChildren(...entries.map(([name, c]) => {
-    const row = document.createElement("li");
-    row.className = c >= 0 ? "why-bar toward" : "why-bar away";
-    const caption = document.createElement("span");
-    caption.className = "why-name";
-    caption.textContent = label(name);
-    const track = document.createElement("span");
-    track.className = "why-track";
+    const item = make("li", c >= 0 ? "why-bar toward" : "why-bar away");
+    const caption = make("span", "why-name", label(name));
+    caption.append(make("span", "why-base", baseline(features.get(name), row[name])));
+    const track = make("span", "why-track");
     track.setAttribute("aria-hidden", "true");
-    const fill = document.createElement("span");
-    fill.className = "why-fill";
-    fill.style.width = `${((Math.abs(c) / largest) * 50).toFixed(2)}%`;
+    const fill = make("span", "why-fill");
+    fill.style.width = `${((Math.abs(c) / scale) * 50).toFixed(2)}%`;
     track.append(fill);
-    const value = document.createElement("span");
-    value.className = "why-value";
-    value.textContent = signed(c);
-    const direction = document.createElement("span");
-    direction.className = "visually-hidden";
-    direction.textContent = c >= 0 ? ` towards ${species}` : ` away from ${species}`;
-    value.append(direction);
-    row.append(caption, track, value);
-    return row;
+    const number = make("span", "why-value", signed(c));
+    const direction = classifier ? (c >= 0 ? ` towards ${answer}` : ` away from ${answer}`)
+      : (c >= 0 ? " up" : " down");
+    number.append(make("span", "visually-hidden", direction));
+    item.append(caption, track, number);
+    return item;
   }));
 }
 
-function showProblem(error, canRetry = false) {
+/** A problem; when the metadata could not load, with what to check, and the form hidden. */
+function showProblem(error, loading = false, api = "") {
+  page.problemTitle.textContent = loading
+    ? "The page could not load the model's description" : "Something went wrong";
   page.problemText.textContent = error instanceof Problem
     ? error.message : `Unexpected error: ${error.message}`;
-  page.retry.hidden = !canRetry;
+  page.checks.hidden = !loading;
+  if (loading) {
+    page.checkList.replaceChildren(...[
+      `The address: this page calls ${api || "(none)"}; to call another service, add ` +
+        "?api=URL to this page's address.",
+      "The service: is it running (make serve locally), and does its log say it " +
+        "loaded its model?",
+      "CORS: a page served from another origin than the service's must be listed in the " +
+        "service's ALLOWED_ORIGINS.",
+      "The network: is this browser online, and can it reach that address?",
+    ].map((text) => make("li", "", text)));
+  }
+  page.form.hidden = loading;
+  page.retry.hidden = !loading;
   page.result.hidden = true;
   page.problem.hidden = false;
 }
@@ -261,26 +419,34 @@ function explainUrl(api) {
   return url.href;
 }
 
-async function onSubmit(event, api) {
+/** Predict one row, with explanations where the model has them (linear models). */
+async function ask(api, row) {
+  const options = { method: "POST", headers: { "Content-Type": "application/json" },
+                    body: JSON.stringify(row) };
+  try {
+    return await callService(explainUrl(api), options);
+  } catch (error) {
+    if (!(error instanceof Problem) || !/^explanations\b/.test(error.detail)) throw error;
+    return callService(api, options);  // a model without exact explanations: answer alone
+  }
+}
+
+async function onSubmit(event, api, meta) {
   event.preventDefault();
   page.form.setAttribute("aria-busy", "true");
   page.predict.disabled = true;
   page.predict.textContent = "Predicting…";
   try {
-    const answer = await callService(explainUrl(api), {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(readFlower()),
-    });
-    showPrediction(answer);
-    markInvalid("");
+    const row = readRow();
+    showPrediction(await ask(api, row), meta, row);
+    markInvalid([]);
   } catch (error) {
     showProblem(error);
-    markInvalid(error.detail || "");  // only the function's own messages name a field
+    if (error.detail) markInvalid(named(error.detail));  // only the function's names a field
   } finally {
     page.form.removeAttribute("aria-busy");
     page.predict.disabled = false;
-    page.predict.textContent = "Predict species";
+    page.predict.textContent = page.predict.dataset.label;
   }
 }
 
@@ -289,18 +455,27 @@ async function start() {
   try {
     api = apiUrl();
   } catch (error) {
-    showProblem(error);
+    showProblem(error, true);
     return;
   }
   page.endpoint.textContent = api;
-  page.form.addEventListener("submit", (event) => onSubmit(event, api));
+  let meta = null;
+  page.form.addEventListener("submit", (event) => {
+    if (meta) onSubmit(event, api, meta);
+    else event.preventDefault();
+  });
   const load = async () => {
     page.problem.hidden = true;
+    page.form.hidden = false;
     try {
-      buildForm(await callService(api));
+      meta = await callService(api);
+      if (!Array.isArray(meta.features) || typeof meta.target !== "string") {
+        throw new Problem(`The service at ${api} answered, but not with a model's ` +
+                          "description. Is this the address of an iris-predict function?");
+      }
+      buildForm(meta);
     } catch (error) {
-      page.formHelp.textContent = "The form appears once the service describes its measurements.";
-      showProblem(error, true);
+      showProblem(error, true, api);
     }
   };
   page.retry.addEventListener("click", load);

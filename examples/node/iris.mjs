@@ -1,10 +1,13 @@
-// A Node.js client for the iris-predict function: Node 20's built-in fetch, no dependencies.
+// A Node.js client for an iris-predict function: Node 20's built-in fetch, no dependencies.
+// It reads the served model's metadata (GET /) and follows it: any model, its features
+// (by name or alias), its target, its classes or its regression value.
 //
 //   import { predict } from "./iris.mjs";
 //   const { species, probabilities } = await predict({ sl: 5.1, sw: 3.5, pl: 1.4, pw: 0.2 });
 
 export const DEFAULT_URL = "http://localhost:8080";
 const DEFAULT_TIMEOUT_MS = 10_000;
+const described = new Map();  // url -> the metadata's promise: one GET per function and process
 
 /** The function refused the request (status 4xx/5xx) or could not be reached (status 0). */
 export class IrisError extends Error {
@@ -16,48 +19,74 @@ export class IrisError extends Error {
 }
 
 /**
- * Classify one flower.
- * @param {object} measurements {sl, sw, pl, pw} or {sepal_length, sepal_width, petal_length, petal_width}, in cm
- * @param {object} [options] url (default http://localhost:8080), token (an identity token for a
- *   private deployment), timeoutMs (default 10 s)
- * @returns {Promise<{species: string, prediction: number, probabilities: object, warnings: object[]}>}
- *   prediction is the class index; warnings list values outside the training range.
+ * The served model's metadata, fetched once per URL: {name, task, target, features,
+ * aliases, classes (classifiers), ...} (docs/api.md).
+ * @param {object} [options] url, token, timeoutMs, as for predict
  */
-export async function predict(measurements, options = {}) {
-  const answer = await call(measurements, options);
-  return {
-    species: answer.species,
-    prediction: answer.prediction[0],
-    probabilities: answer.probabilities,
-    warnings: answer.warnings,
-  };
+export function describe(options = {}) {
+  const url = options.url ?? DEFAULT_URL;
+  if (!described.has(url)) {
+    const loading = request("GET", undefined, options);
+    loading.catch(() => described.delete(url));  // a failure is not remembered
+    described.set(url, loading);
+  }
+  return described.get(url);
 }
 
 /**
- * Classify many flowers in one request.
- * @param {Array<number[]|object>} rows each [sepal_length, sepal_width, petal_length, petal_width] or an object as for predict
- * @returns {Promise<Array<{species: string, prediction: number, probabilities: object, warnings: object[]}>>}
- *   in the order of rows; a warning's row is its index in rows.
+ * Predict one row.
+ * @param {object} row the features by name or alias, e.g. {sl, sw, pl, pw} for iris
+ * @param {object} [options] url (default http://localhost:8080), token (an identity token for
+ *   a private deployment), timeoutMs (default 10 s)
+ * @returns {Promise<object>} {prediction, [target]: label or value, probabilities (classifiers),
+ *   warnings}: for iris {species, prediction (the class index), probabilities, warnings}.
+ */
+export async function predict(row, options = {}) {
+  const meta = await describe(options);
+  const answer = await request("POST", row, options);
+  return shaped(meta, {
+    label: answer[meta.target], prediction: answer.prediction[0],
+    probabilities: answer.probabilities, warnings: answer.warnings,
+  });
+}
+
+/**
+ * Predict many rows in one request.
+ * @param {Array<Array|object>} rows each an array of the features in the metadata's order, or
+ *   an object as for predict
+ * @returns {Promise<Array<object>>} one object as predict returns, in the order of rows; a
+ *   warning's row is its index in rows.
  */
 export async function predictMany(rows, options = {}) {
-  const answer = await call({ instances: rows, parameters: { probabilities: true } }, options);
-  return answer.species.map((species, i) => ({
-    species,
-    prediction: answer.predictions[i],
-    probabilities: answer.probabilities[i],
+  const meta = await describe(options);
+  const classifier = meta.task !== "regression";
+  const body = { instances: rows, ...(classifier ? { parameters: { probabilities: true } } : {}) };
+  const answer = await request("POST", body, options);
+  return answer[meta.target].map((label, i) => shaped(meta, {
+    label, prediction: answer.predictions[i], probabilities: answer.probabilities?.[i],
     warnings: answer.warnings.filter((warning) => warning.row === i),
   }));
 }
 
-async function call(body, { url = DEFAULT_URL, token, timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
-  const headers = { "Content-Type": "application/json" };
+/** An answer as this client returns it: the label (or value) under the target's name. */
+function shaped(meta, { label, prediction, probabilities, warnings }) {
+  return {
+    [meta.target]: label, prediction,
+    ...(meta.task !== "regression" ? { probabilities } : {}),
+    warnings,
+  };
+}
+
+async function request(method, body, { url = DEFAULT_URL, token, timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
     response = await fetch(url, {
-      method: "POST",
+      method,
       headers,
-      body: JSON.stringify(body),
+      body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (error) {

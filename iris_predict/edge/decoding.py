@@ -109,8 +109,14 @@ def _keys_provably_unique(body: bytes, payload) -> bool:
     return objects == body.count(b"{") and pairs + colons == body.count(b":")
 
 
+class EmptyBody(InvalidRequest):
+    """A body of nothing but white space: a protocol may say what to send instead."""
+
+
 def _decode_strictly(body: bytes):
     """The standard library's decoder, with every refusal named."""
+    if not body.strip():
+        raise EmptyBody("request body is empty; send a JSON object")
     try:
         return json.loads(body, parse_constant=_reject_constant,
                           object_pairs_hook=_reject_duplicates)

@@ -3,10 +3,16 @@
 Unpickling runs code, and a model pickled by another scikit-learn version can
 load "successfully" and then answer wrongly. So before the estimator is used:
 the sidecar must name the scikit-learn installed here (read from its
-distribution's metadata: serving never imports scikit-learn), the file's
-SHA-256 must match the sidecar, it is unpickled through an allowlist of
-classes (safe_unpickle.py), the version recorded inside the pickle must match
-too, and the estimator must have the shape we serve.
+distribution's metadata: serving what train.py fits never imports
+scikit-learn), the file's SHA-256 must match the sidecar, it is unpickled
+through an allowlist of classes (safe_unpickle.py), the version recorded
+inside the pickle must match too, and the estimator must take the
+signature's features and answer its classes.
+
+A linear model and its preprocessing (estimators.py) is read with stand-ins
+and served by NumPy; anything else on the allowlist, or a linear pipeline
+with a step or option estimators.linear cannot reproduce, is read again with
+scikit-learn's own classes and served by them.
 """
 
 import hashlib
@@ -17,14 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from iris_predict.model import safe_unpickle, signature
 from iris_predict.errors import ModelUnavailable
-from iris_predict.features import NAMES
-from iris_predict.model.logistic import LogisticRegressionState
+from iris_predict.model import estimators, safe_unpickle, signature
 
-REQUIRED_FIELDS = ("estimator", "features", "classes", "metrics", "versions", "sha256")
-# What Model reads of each feature: its training range, and its mean for explanations.
-FEATURE_FIELDS = ("min", "max", "mean")
+REQUIRED_FIELDS = ("estimator", "features", "metrics", "versions", "sha256")
 # What scikit-learn warns with when it unpickles an estimator from another version.
 SKLEARN_VERSION_WARNING = "Trying to unpickle estimator"
 
@@ -47,11 +49,8 @@ def read_metadata(model_path: Path) -> dict:
     path = sidecar_path(model_path)
     try:
         metadata = json.loads(path.read_text())
-        names = tuple(f["name"] for f in metadata["features"])
         trained_with = metadata["versions"]["scikit-learn"]
         missing = [k for k in REQUIRED_FIELDS if k not in metadata]
-        missing += sorted({f"features[].{k}" for f in metadata["features"]
-                           for k in FEATURE_FIELDS if not isinstance(f.get(k), (int, float))})
     except FileNotFoundError:
         raise ModelUnavailable(f"model metadata {path} is missing") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -62,8 +61,6 @@ def read_metadata(model_path: Path) -> dict:
         signature.from_metadata(metadata)
     except signature.SignatureError as e:
         raise ModelUnavailable(f"model metadata {path} is not a signature: {e}") from None
-    if names != NAMES:
-        raise ModelUnavailable(f"model metadata {path} lists features {names}, expected {NAMES}")
     installed = installed_sklearn()
     if trained_with != installed:
         raise ModelUnavailable(
@@ -73,7 +70,11 @@ def read_metadata(model_path: Path) -> dict:
 
 
 def load(model_path: Path):
-    """Return (estimator, metadata) or raise ModelUnavailable."""
+    """Return (estimator, metadata) or raise ModelUnavailable.
+
+    The estimator is a tree of stand-ins (estimators.py) where estimators.linear can
+    compute it, else scikit-learn's own object.
+    """
     metadata = read_metadata(model_path)
     try:
         data = model_path.read_bytes()
@@ -84,42 +85,67 @@ def load(model_path: Path):
         raise ModelUnavailable(
             f"model file {model_path} has SHA-256 {digest}, but its metadata records "
             f"{metadata['sha256']}; refusing to unpickle it")
-    estimator = _unpickle(data, model_path)
-    pickled_with = getattr(estimator, "sklearn_version", None)
-    if isinstance(estimator, LogisticRegressionState) and pickled_with != installed_sklearn():
-        raise ModelUnavailable(
-            f"model file {model_path} was pickled by scikit-learn {pickled_with} but "
-            f"{installed_sklearn()} is installed; retrain with train.py")
-    if not _fits(estimator, len(metadata["classes"])):
-        raise ModelUnavailable(f"model file {model_path} does not hold a fitted iris classifier")
+    shape = signature.from_metadata(metadata)
+    estimator = unpickle(data, model_path, stand_ins=True)
+    if estimator is not None:
+        for part in estimators.parts(estimator):
+            if part.sklearn_version != installed_sklearn():
+                raise ModelUnavailable(
+                    f"model file {model_path} was pickled by scikit-learn "
+                    f"{part.sklearn_version} but {installed_sklearn()} is installed; "
+                    "retrain with train.py")
+        try:
+            estimators.linear(estimator, shape, means(shape))
+        except estimators.Unsupported:
+            estimator = None  # not arithmetic NumPy reproduces: scikit-learn's own, then
+    if estimator is None:
+        estimator = unpickle(data, model_path, stand_ins=False)
+        problem = _misfit(estimator, shape)
+        if problem:
+            raise ModelUnavailable(f"model file {model_path} {problem}")
     return estimator, metadata
 
 
-def _unpickle(data: bytes, model_path: Path):
+def means(shape: signature.Signature) -> list:
+    """Each feature's training mean (NaN for a category): a bare estimator's reference row."""
+    return [f.mean if f.number else float("nan") for f in shape.features]
+
+
+def unpickle(data: bytes, model_path: Path, stand_ins: bool):
+    """The unpickled object; None where stand-ins were asked for and scikit-learn is needed."""
     with warnings.catch_warnings():
         # scikit-learn only warns when one of its pickles comes from another version;
         # here that must fail (matched by message: importing its warning class would
         # import scikit-learn).
         warnings.filterwarnings("error", message=SKLEARN_VERSION_WARNING)
         try:
-            return safe_unpickle.loads(data)
+            return safe_unpickle.loads(data, stand_ins)
+        except safe_unpickle.NeedsScikitLearn:
+            return None
         except safe_unpickle.RefusedGlobal as e:
             raise ModelUnavailable(f"model file {model_path} was refused: {e}") from None
         except Exception as e:
+            if SKLEARN_VERSION_WARNING in str(e):
+                raise ModelUnavailable(
+                    f"model file {model_path} was pickled by another scikit-learn than the "
+                    f"{installed_sklearn()} installed ({e}); retrain with train.py") from None
             raise ModelUnavailable(f"model file {model_path} cannot be loaded: {e!r}") from None
 
 
-def _fits(estimator, n_classes: int) -> bool:
-    """True if the estimator takes the iris features and predicts class indices."""
+def _misfit(estimator, shape: signature.Signature) -> str:
+    """Why scikit-learn's estimator does not serve the signature; "" if it does."""
+    width = getattr(estimator, "n_features_in_", None)
+    if width != len(shape.features):
+        return f"takes {width} features, but its metadata lists {len(shape.features)}"
+    if not hasattr(estimator, "predict"):
+        return f"holds a {type(estimator).__name__}, which cannot predict"
     classes = getattr(estimator, "classes_", None)
-    if getattr(estimator, "n_features_in_", None) != len(NAMES) or classes is None \
-            or list(classes) != list(range(n_classes)):
-        return False
-    if isinstance(estimator, LogisticRegressionState):  # the arrays Model.predict reads
-        coef, intercept = getattr(estimator, "coef_", None), getattr(estimator, "intercept_", None)
-        return (n_classes > 2
-                and type(coef) is np.ndarray and coef.dtype == np.float64
-                and coef.shape == (n_classes, len(NAMES))
-                and type(intercept) is np.ndarray and intercept.dtype == np.float64
-                and intercept.shape == (n_classes,))
-    return True
+    if shape.classifier:
+        if classes is None or not hasattr(estimator, "predict_proba"):
+            return "is not a classifier with predict_proba, but its metadata is a classifier's"
+        if [str(c) for c in classes.tolist()] != list(shape.classes) \
+                and classes.tolist() != list(range(len(shape.classes))):
+            return f"predicts classes {classes.tolist()}, but its metadata lists {shape.classes}"
+    elif classes is not None:
+        return "is a classifier, but its metadata is a regressor's"
+    return ""

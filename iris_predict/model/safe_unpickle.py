@@ -10,23 +10,30 @@ the one recorded at training time, but the digest and the file travel
 together, so whoever can replace one can usually replace both.
 
 The design: every global a pickle names passes through `find_class`; ours
-resolves only the handful that a fitted LogisticRegression stored by joblib
-actually names, and refuses anything else before it is imported or called,
-with an error naming the refused global. The estimator class itself resolves
-to a plain stand-in (logistic.py), so serving never imports scikit-learn;
-an allowed global mapped to None is imported for real, which is how another
-estimator falls back to scikit-learn. joblib stores numpy arrays as a
-NumpyArrayWrapper followed by raw bytes, so we subclass joblib's own
-NumpyUnpickler (which swaps the wrappers for arrays) instead of plain
-pickle.Unpickler; joblib 1.6 routes the nested pickles of object arrays
-through the same `find_class`. Only plain (uncompressed) joblib files of the
-current format are read: the older format keeps arrays in companion files and
-is refused.
+resolves only the globals that the estimators below name when joblib stores
+them (found by recording find_class while loading real pickles of each), and
+refuses anything else before it is imported or called, with an error naming
+the refused global. The classes train.py produces (a LogisticRegression or
+Ridge, alone or after a ColumnTransformer of imputers, scalers and one-hot
+encoders: estimators.STAND_INS) resolve to plain stand-ins, so serving them
+never imports scikit-learn. A short list of other common estimators
+(FALLBACK) is served by scikit-learn itself: a pickle that names one raises
+NeedsScikitLearn when read with stand-ins, and artifact.py reads it again
+with stand_ins=False, where every allowed global is imported for real.
+joblib stores numpy arrays as a NumpyArrayWrapper followed by raw bytes, so
+we subclass joblib's own NumpyUnpickler (which swaps the wrappers for arrays)
+instead of plain pickle.Unpickler; joblib 1.6 routes the nested pickles of
+object arrays (a OneHotEncoder's categories) through the same `find_class`,
+so their contents are checked too. Only plain (uncompressed) joblib files of
+the current format are read: the older format keeps arrays in companion
+files and is refused.
 
-What it does not cover: numpy.dtype still runs its own reconstruction code,
-and a file may still ask numpy for a huge array; the digest check is what
-binds the bytes to the training run. Retraining with another estimator means
-adding its classes here, on purpose.
+What it does not cover: numpy.dtype and numpy's array and scalar
+constructors still run their own reconstruction code, the fallback
+estimators' Cython classes run their own __setstate__, and a file may still
+ask numpy for a huge array; the digest check is what binds the bytes to the
+training run. Serving another estimator means adding its classes here, on
+purpose, after recording what its pickles name.
 """
 
 import io
@@ -34,32 +41,103 @@ import pickle
 
 from joblib.numpy_pickle import NumpyUnpickler
 
-from iris_predict.model.logistic import LogisticRegressionState
+from iris_predict.model.estimators import STAND_INS
 
-# (module, name) of every global the shipped model's pickle names, found by
-# recording find_class while loading the artifact train.py writes, and what it
-# resolves to: a stand-in, or None for the real global.
-ALLOWED = {
-    ("sklearn.linear_model._logistic", "LogisticRegression"): LogisticRegressionState,
-    ("joblib.numpy_pickle", "NumpyArrayWrapper"): None,
-    ("numpy", "ndarray"): None,
-    ("numpy", "dtype"): None,
+# numpy's, joblib's and Python's globals that the pickles of the estimators here name:
+# arrays, dtypes, scalars (a Ridge's intercept_), slices (a ColumnTransformer's
+# output_indices_), random states (ensembles), object arrays (category names).
+PLAIN = {
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy", "float64"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("builtins", "slice"),
+    ("numpy.random._pickle", "__randomstate_ctor"),
+    ("numpy.random._pickle", "__generator_ctor"),
+    ("numpy.random._pickle", "__bit_generator_ctor"),
+    ("numpy.random._mt19937", "MT19937"),
+    ("numpy.random._pcg64", "PCG64"),
+    ("numpy.random.bit_generator", "SeedSequence"),
+    ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
 }
+# The common estimators served by scikit-learn's own predict and predict_proba (docs/model.md),
+# with the classes their pickles name.
+_TREES = [("sklearn.tree._tree", "Tree"), ("sklearn.tree._classes", "DecisionTreeClassifier"),
+          ("sklearn.tree._classes", "DecisionTreeRegressor")]
+_LOSSES = [("sklearn._loss.link", "Interval"), ("sklearn._loss.link", "IdentityLink"),
+           ("sklearn._loss.link", "LogitLink"), ("sklearn._loss.link", "MultinomialLogit")] + [
+    (module, f"{prefix}{loss}") for loss in ("HalfSquaredError", "HalfBinomialLoss",
+                                            "HalfMultinomialLoss")
+    for module, prefix in (("sklearn._loss.loss", ""), ("sklearn._loss._loss", "Cy"),
+                           ("sklearn._loss._loss", "__pyx_unpickle_Cy"))]
+FALLBACK = {
+    *_TREES,
+    ("sklearn.tree._classes", "ExtraTreeClassifier"),
+    ("sklearn.tree._classes", "ExtraTreeRegressor"),
+    ("sklearn.ensemble._forest", "RandomForestClassifier"),
+    ("sklearn.ensemble._forest", "RandomForestRegressor"),
+    ("sklearn.ensemble._forest", "ExtraTreesClassifier"),
+    ("sklearn.ensemble._forest", "ExtraTreesRegressor"),
+    *_LOSSES,
+    ("sklearn.dummy", "DummyClassifier"),
+    ("sklearn.dummy", "DummyRegressor"),
+    ("sklearn.ensemble._gb", "GradientBoostingClassifier"),
+    ("sklearn.ensemble._gb", "GradientBoostingRegressor"),
+    ("sklearn.ensemble._hist_gradient_boosting.gradient_boosting",
+     "HistGradientBoostingClassifier"),
+    ("sklearn.ensemble._hist_gradient_boosting.gradient_boosting",
+     "HistGradientBoostingRegressor"),
+    ("sklearn.ensemble._hist_gradient_boosting.binning", "_BinMapper"),
+    ("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor"),
+    ("sklearn.preprocessing._label", "LabelEncoder"),
+    ("sklearn.neighbors._classification", "KNeighborsClassifier"),
+    ("sklearn.neighbors._regression", "KNeighborsRegressor"),
+    ("sklearn.neighbors._kd_tree", "KDTree"),
+    ("sklearn.neighbors._kd_tree", "newObj"),
+    ("sklearn.neighbors._ball_tree", "BallTree"),
+    ("sklearn.neighbors._ball_tree", "newObj"),
+    ("sklearn.metrics._dist_metrics", "EuclideanDistance64"),
+    ("sklearn.metrics._dist_metrics", "newObj"),
+    ("sklearn.svm._classes", "SVC"),
+    ("sklearn.svm._classes", "SVR"),
+    # A ColumnTransformer's "passthrough" (its function, None, is the identity; any other
+    # function is a global of its own, refused unless allowed here).
+    ("sklearn.preprocessing._function_transformer", "FunctionTransformer"),
+}
+ALLOWED = PLAIN | set(STAND_INS) | FALLBACK
 
 
 class RefusedGlobal(pickle.UnpicklingError):
     """The pickle names a global outside the allowlist."""
 
 
+class NeedsScikitLearn(Exception):
+    """The pickle names an allowed class that has no stand-in: read it with scikit-learn."""
+
+
 class AllowlistUnpickler(NumpyUnpickler):
-    """joblib's unpickler, restricted to ALLOWED globals."""
+    """joblib's unpickler, restricted to ALLOWED globals, with stand-ins or without."""
+
+    def __init__(self, data: bytes, stand_ins: bool):
+        super().__init__("", io.BytesIO(data), ensure_native_byte_order=True)
+        self.stand_ins = stand_ins
 
     def find_class(self, module, name):
         if (module, name) not in ALLOWED:
             raise RefusedGlobal(f"refused global {module}.{name}: not in the allowlist")
-        return ALLOWED[module, name] or super().find_class(module, name)
+        if self.stand_ins:
+            if (module, name) in STAND_INS:
+                return STAND_INS[module, name]
+            if (module, name) in FALLBACK:
+                raise NeedsScikitLearn(f"{module}.{name}")
+        return super().find_class(module, name)
 
 
-def loads(data: bytes):
-    """The object pickled (by joblib.dump, uncompressed) in `data`."""
-    return AllowlistUnpickler("", io.BytesIO(data), ensure_native_byte_order=True).load()
+def loads(data: bytes, stand_ins: bool = True):
+    """The object pickled (by joblib.dump, uncompressed) in `data`: with stand-ins for
+    estimators.STAND_INS (NeedsScikitLearn if it names a FALLBACK class), or with
+    scikit-learn's own classes."""
+    return AllowlistUnpickler(data, stand_ins).load()

@@ -13,14 +13,15 @@ cause is logged once instead of once per request.
 
 import asyncio
 import logging
+import math
 import threading
+import warnings
 
 import numpy as np
 
-from iris_predict.model import artifact, signature
 from iris_predict import settings
 from iris_predict.errors import InvalidRequest, ModelLoading, ModelUnavailable
-from iris_predict.model.logistic import LogisticRegressionState
+from iris_predict.model import artifact, estimators, signature
 
 log = logging.getLogger(__name__)
 FEW_ROWS = 16  # below this, a loop in Python beats NumPy's overhead per call
@@ -30,39 +31,57 @@ LOADED, LOADING, FAILED = "loaded", "loading", "failed"
 
 
 class Model:
-    """A fitted estimator with the metadata that describes it."""
+    """A fitted estimator with the signature that describes it.
+
+    X, everywhere below, is what the protocols make of the request's rows: a float64
+    (rows, features) array in the signature's feature order, already validated. A number
+    is its value (NaN where missing, if the feature may be missing); a category is its
+    index in the feature's categories, -1 for one never seen in training, NaN where missing.
+    `unknown` lists (row, column, string sent) for each -1 (Batch.unknown): only a model
+    served by scikit-learn reads it (a one-hot encoder ignores unknown categories alike).
+    """
 
     def __init__(self, estimator, metadata: dict):
         self.estimator = estimator
         self.metadata = metadata
         self.signature = signature.from_metadata(metadata)
-        self.classes = tuple(metadata["classes"])
-        self.mins = np.array([f["min"] for f in metadata["features"]])
-        self.maxs = np.array([f["max"] for f in metadata["features"]])
+        self.classes = self.signature.classes
+        features = self.signature.features
+        self.mins = np.array([f.min if f.number else -np.inf for f in features])
+        self.maxs = np.array([f.max if f.number else np.inf for f in features])
         self.ranges = list(zip(self.mins.tolist(), self.maxs.tolist()))  # (min, max) per feature
-        # The average training flower, from which explain() measures contributions.
-        self.means = np.array([f["mean"] for f in metadata["features"]])
         # Stable for one model file, new for any other: clients can tell models apart.
         self.version = metadata["sha256"][:VERSION_DIGITS]
-        # The shipped estimator: predicted with NumPy alone, as scikit-learn would.
-        self.linear = isinstance(estimator, LogisticRegressionState)
+        # What train.py fits: computed with NumPy alone, as scikit-learn would (estimators.py).
+        try:
+            self.linear = estimators.linear(estimator, self.signature,
+                                            artifact.means(self.signature))
+        except estimators.Unsupported:
+            self.linear = None
+        self._objects = not all(f.number for f in features)  # scikit-learn takes strings
 
-    def predict(self, X: np.ndarray, probabilities: bool):
-        """Class indices for each row of X, plus class probabilities if asked (else None).
-
-        X must already be validated: a float64 (rows, 4) array of finite numbers.
-        """
-        if not self.linear:  # any other estimator: scikit-learn's own methods
-            labels = self.estimator.predict(X)
-            proba = self.estimator.predict_proba(X) if probabilities else None
-            return labels, proba
+    def predict(self, X: np.ndarray, probabilities: bool, unknown=()):
+        """(labels, probabilities or None): class indices and (rows, classes) probabilities
+        for a classifier; float values and None for a regressor."""
+        if self.linear is None:
+            return self._sklearn_predict(X, probabilities, unknown)
+        linear = self.linear
+        scores = linear.scores(linear.columns.transform(X))
+        if linear.kind == estimators.REGRESSION:
+            return scores, None
+        if linear.kind == estimators.BINARY:
+            # LogisticRegression's predict and predict_proba for two classes.
+            labels = (scores > 0).astype(np.intp)
+            if not probabilities:
+                return labels, None
+            positive = np.array([_expit(s) for s in scores.tolist()])
+            return labels, np.stack([1 - positive, positive], axis=1)
         # LogisticRegression's decision_function, predict and predict_proba for a
         # multinomial model, as scikit-learn 1.9 computes them: the same NumPy
         # operations in the same order, so the results are bitwise identical
         # (tests/test_fast_path.py), without its per-call input validation (~10x the
         # arithmetic for one row), and the scores are computed once, not twice.
-        scores = X @ self.estimator.coef_.T + self.estimator.intercept_
-        labels = scores.argmax(axis=1)  # classes_ are 0..n-1 (checked at load)
+        labels = scores.argmax(axis=1)  # classes_ are the signature's, in order (checked)
         if not probabilities:
             return labels, None
         scores -= scores.max(axis=1, keepdims=True)  # sklearn.utils.extmath.softmax
@@ -70,31 +89,92 @@ class Model:
         scores /= scores.sum(axis=1, keepdims=True)
         return labels, scores
 
-    def explain(self, X: np.ndarray, labels) -> np.ndarray:
-        """Each feature's share of the predicted class's score, relative to the mean flower.
+    def decision(self, X: np.ndarray, unknown=()) -> np.ndarray:
+        """decision_function(X), shaped as scikit-learn returns it (binary: one score)."""
+        if self.linear is not None:
+            return self.linear.scores(self.linear.columns.transform(X))
+        if not hasattr(self.estimator, "decision_function"):
+            raise InvalidRequest(f"the served model {self.metadata['estimator']} has no "
+                                 "decision function")
+        return self._sklearn("decision_function", X, unknown)
 
-        For a linear model the score of class k is coef_[k] @ x + intercept_[k], so
-        coef_[k, j] * (x_j - mean_j) is exactly feature j's part of how far the score
-        lies from the mean flower's: what SHAP's LinearExplainer computes. Any other
-        model has no such exact split, and is refused rather than approximated.
+    def explain(self, X: np.ndarray, labels) -> np.ndarray:
+        """Each input feature's share of the score of class labels[i] (a regressor: of the
+        value), relative to the average training row.
+
+        For a linear model the score is coef @ z + intercept, where z is the row as the
+        final estimator sees it (scaled numbers, one-hot categories), so coef_c * (z_c -
+        reference_c) is exactly column c's part of how far the score lies from the
+        reference row's, and a feature's share is the sum over its columns: for a bare
+        estimator coef_j * (x_j - mean_j), for a scaled number coef / scale * (x - mean),
+        for a one-hot category the sum of coef * (indicator - training share). What SHAP's
+        LinearExplainer computes. Any other model has no such exact split, and is refused
+        rather than approximated.
         """
-        if not self.linear:
+        if self.linear is None:
             raise InvalidRequest(
                 f"explanations need a linear model, whose score splits exactly into one "
                 f"share per feature; the served model is {self.metadata['estimator']}")
-        return self.estimator.coef_[labels] * (X - self.means)
+        return self.linear.contributions(X, labels)
 
     def out_of_range(self, X: np.ndarray) -> list:
-        """(row, feature, value) for each value of X outside the training range."""
+        """(row, feature, value) for each number of X outside the training range."""
         if len(X) <= FEW_ROWS:  # NumPy's overhead per call outweighs the work here
             return [(i, j, value) for i, row in enumerate(X.tolist())
                     for j, (value, (lo, hi)) in enumerate(zip(row, self.ranges))
-                    if not lo <= value <= hi]
+                    if not lo <= value <= hi and value == value]  # NaN: missing
         outside = (X < self.mins) | (X > self.maxs)
         if not outside.any():
             return []
         rows, cols = np.nonzero(outside)
         return list(zip(rows.tolist(), cols.tolist(), X[rows, cols].tolist()))
+
+    def _sklearn_predict(self, X: np.ndarray, probabilities: bool, unknown):
+        """Any other estimator: scikit-learn's own methods; labels as class indices."""
+        predicted = self._sklearn("predict", X, unknown)
+        if not self.signature.classifier:
+            return predicted.astype(np.float64), None
+        labels = np.searchsorted(self.estimator.classes_, predicted)  # classes_ are sorted
+        proba = self._sklearn("predict_proba", X, unknown) if probabilities else None
+        return labels, proba
+
+    def _sklearn(self, method: str, X: np.ndarray, unknown) -> np.ndarray:
+        rows = self.rows(X, unknown) if self._objects else X
+        with warnings.catch_warnings():
+            # Fitted on a DataFrame, it warns that an array has no column names: it
+            # takes the columns in the order it was fitted with, the signature's.
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            try:
+                return getattr(self.estimator, method)(rows)
+            except ValueError as e:
+                raise InvalidRequest(f"the model refused the rows: {e}") from None
+
+    def rows(self, X: np.ndarray, unknown=()) -> np.ndarray:
+        """X as a NumPy object array, as train.py fits: numbers as floats (NaN missing),
+        categories as their strings (NaN missing; a -1 as its string in `unknown`, or ""
+        if none was given, which no training category is)."""
+        rows = X.astype(object)
+        for j, feature in enumerate(self.signature.features):
+            if feature.number:
+                continue
+            names = np.array(feature.categories + ("",), dtype=object)
+            codes = X[:, j]
+            missing = np.isnan(codes)
+            rows[:, j] = names[np.where(missing, -1, codes).astype(np.intp)]
+            rows[missing, j] = np.nan
+        for i, j, text in unknown:
+            rows[i, j] = text
+        return rows
+
+
+def _expit(x: float) -> float:
+    """scipy.special.expit, which LogisticRegression's binary predict_proba calls: 1 / (1 +
+    exp(-x)) in C with the C library's exp, as math.exp is. NumPy's own (vectorised) exp may
+    differ in the last bit, and importing scipy costs the cold start."""
+    try:
+        return 1.0 / (1.0 + math.exp(-x))
+    except OverflowError:  # exp(-x) beyond the largest float: C's is inf, and 1 / inf is 0
+        return 0.0
 
 
 _lock = threading.Lock()

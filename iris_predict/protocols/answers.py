@@ -7,14 +7,18 @@ the target's name. Warnings say where the model extrapolates: a number outside
 its training range, a category the training data never had.
 """
 
+from urllib.parse import parse_qsl
+
 import numpy as np
 
+from iris_predict.errors import InvalidRequest
 from iris_predict.model.served import FEW_ROWS, Model
 from iris_predict.protocols.batch import Batch
 from iris_predict.text import show
 
 PROBABILITY_DIGITS = 6
 ROUNDING = 10.0 ** PROBABILITY_DIGITS
+BOOLEANS = {"true": True, "false": False}
 
 
 class Scores:
@@ -34,6 +38,18 @@ class Scores:
         self.labels = [classes[k] for k in self.predictions] if classes else self.predictions
         self.probabilities = _probabilities(classes, proba) if proba is not None else None
         self.warnings = warnings(model, batch)
+
+
+def explain_asked(query_string: bytes) -> bool:
+    """Whether a request's query string asks for explanations (?explain=true)."""
+    explain = False
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name != "explain":
+            raise InvalidRequest(f"unknown query parameter {show(name)}; expected explain")
+        if value not in BOOLEANS:
+            raise InvalidRequest(f"explain must be true or false, got {show(value)}")
+        explain = BOOLEANS[value]
+    return explain
 
 
 def explain(model: Model, X: np.ndarray, predicted) -> list:

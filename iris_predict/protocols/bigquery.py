@@ -32,9 +32,8 @@ def decode(body: bytes, headers: dict, signature):
 
 
 def parse(payload: dict, request, served: model.Model) -> Batch:
-    if request.query:
-        raise InvalidRequest("explanations are not available to BigQuery calls, and they take "
-                             "no query parameters")
+    if request.query and answers.explain_asked(request.query):  # ?explain=false is no request at all
+        raise InvalidRequest("explanations are not available to BigQuery calls")
     calls = payload[CALLS]
     found = rows.matrix(calls, CALLS, served.signature, bigquery=True)
     return Batch(Kind.CALLS, found.X, output=_output(payload.get(CONTEXT), served.signature),

@@ -33,6 +33,8 @@ WHERE = "/ (CSV tables, Content-Type: text/csv)"
 MEDIA_TYPES = (decoding.CSV,)
 MISSING = ("", "NA")  # cells that hold no value, as train.py reads them
 SEPARATORS = {";": "semicolons", "\t": "tabs"}
+LOST_NEWLINES = ("; the body is one line: were its newlines lost? curl -d strips them: send the "
+                 "file with --data-binary @FILE")
 
 
 def claims(payload) -> bool:
@@ -48,16 +50,8 @@ def parse(payload: bytes, request, served: model.Model) -> Batch:
     found, passthrough = read(payload, served.signature)
     table = accepted(request.headers)
     return Batch(Kind.INSTANCES, found.X, unknown=found.unknown, passthrough=passthrough,
-                 explain=_explain(request.query), table=table, probabilities=table)
-
-
-def _explain(query: bytes) -> bool:
-    if not query:
-        return False
-    if query in (b"explain=true", b"explain=false"):
-        return query == b"explain=true"
-    raise InvalidRequest(f"a CSV table takes only ?explain=true or ?explain=false, got "
-                         f"{show(query.decode('latin-1'))}")
+                 explain=answers.explain_asked(request.query) if request.query else False,
+                 table=table, probabilities=table)
 
 
 def read(body: bytes, signature) -> tuple:
@@ -74,13 +68,14 @@ def read(body: bytes, signature) -> tuple:
                              f"{_expected(cols)}")
     rows.check_rows(len(lines), "the CSV body")
     order, extra, names = header or (list(range(cols.width)), [], list(cols.names))
-    width = len(order) + len(extra)
+    width = len(order)
     X = np.full((len(lines), cols.width), np.nan)
     unknown, kept = [], []
     for i, (line, row) in enumerate(lines):
         if len(row) != width:
-            if len(row) == 1 and row[0] and any(s in row[0] for s in SEPARATORS):
-                raise InvalidRequest(_separator(row[0], line))
+            separated = next((cell for cell in row if any(s in cell for s in SEPARATORS)), None)
+            if separated is not None:
+                raise InvalidRequest(_separator(separated, line))
             hint = _lost_newlines(body) if len(row) > width else ""
             raise InvalidRequest(f"line {line} has {len(row)} columns, expected {width} "
                                  f"({', '.join(names)}){hint}")
@@ -139,11 +134,11 @@ def _header(first: list, cols: rows.Columns, single_line: bool):
                 f"{', '.join(keys)}")
         else:
             suggestion = rows.suggest(cell, cols.signature)
-            if suggestion or single_line and any(ch.isdigit() for ch in cell):
+            glued = single_line and any(ch.isdigit() for ch in cell)  # "petal_width5.1"
+            if suggestion or glued:
                 raise InvalidRequest(
                     f"line 1, column {column}: the header has unknown column {show(cell)}"
-                    f"{suggestion}; expected {_expected(cols)}"
-                    f"{_lost_newlines(b'') if not suggestion else ''}")
+                    f"{suggestion}; expected {_expected(cols)}{LOST_NEWLINES if glued else ''}")
             order.append(None)
             extra.append(column - 1)
     missing = [k for k, f in zip(keys, cols.features)
@@ -164,15 +159,12 @@ def _expected(cols: rows.Columns) -> str:
 
 def _separator(cell: str, line: int) -> str:
     used = next(name for s, name in SEPARATORS.items() if s in cell)
-    return (f"line {line} is one column holding {show(cell)}: the table seems separated by "
-            f"{used}, but the CSV separator must be a comma")
+    return (f"line {line} has a cell holding {show(cell)}: the table seems separated by "
+            f"{used}, but the CSV separator must be a comma (and the decimal mark a point)")
 
 
 def _lost_newlines(body: bytes) -> str:
-    if b"\n" in body or b"\r" in body:
-        return ""
-    return ("; the body is one line: were its newlines lost? curl -d strips them: send the "
-            "file with --data-binary @FILE")
+    return "" if b"\n" in body or b"\r" in body else LOST_NEWLINES
 
 
 def accepted(headers: dict) -> bool:

@@ -9,12 +9,11 @@ metadata: what a client needs to build a form or check what it is talking to.
 """
 
 import json
-from urllib.parse import parse_qsl
 
 import numpy as np
 
-from iris_predict import settings
-from iris_predict.edge import decoding, number_rows
+from iris_predict import contract, settings
+from iris_predict.edge import decoding, number_rows, page
 from iris_predict.edge.responses import json_response
 from iris_predict.errors import InvalidRequest
 from iris_predict.model import served as model
@@ -23,11 +22,14 @@ from iris_predict.protocols.batch import Batch, Kind
 from iris_predict.text import kind, show
 
 NAME = "native"  # as the request log line names the protocol
-PATHS = {"/": ("predict", ("GET", "POST"))}
-WHERE = "/ (its own API)"
+PREDICT, CONTRACT = "predict", "contract"
+# GET /: the metadata, or the web page for a browser; its files beside it (operations named
+# as the file), and the OpenAPI contract.
+PATHS = {"/": (PREDICT, ("GET", "POST")), "/openapi.json": (CONTRACT, ("GET",)),
+         **{path: (name, ("GET",)) for path, name in page.PATHS.items()}}
+WHERE = "/ (its own API; the web page for browsers), /openapi.json (its contract)"
 MEDIA_TYPES = (decoding.JSON,)
 INSTANCES, PARAMETERS, EXPLAIN, PROBABILITIES = "instances", "parameters", "explain", "probabilities"
-BOOLEANS = {"true": True, "false": False}
 EXPLAIN_FORMS = '?explain=true, "explain": true in the body, or "parameters": {"explain": true}'
 
 
@@ -37,15 +39,16 @@ def claims(payload) -> bool:
 
 
 def decode(body: bytes, headers: dict, signature):
-    if not body.strip():
-        raise InvalidRequest(f"request body is empty; send one row as JSON, such as "
-                             f"{example(signature)}")
     if signature.numeric:  # a batch of nothing but numbers: straight into the matrix
         X = number_rows.matrix(body, INSTANCES, len(signature.names))
         # Out of bounds, it is decoded again, for the message to show the value as sent.
         if X is not None and rows.columns(signature).inside(X):
             return {INSTANCES: X}
-    return decoding.decode(body)
+    try:
+        return decoding.decode(body)
+    except decoding.EmptyBody:
+        raise InvalidRequest(f"request body is empty; send one row as JSON, such as "
+                             f"{example(signature)}") from None
 
 
 def example(signature) -> str:
@@ -56,7 +59,7 @@ def example(signature) -> str:
 
 def parse(payload, request, served: model.Model) -> Batch:
     """Validate a decoded request body; raise InvalidRequest on any problem."""
-    explain = query(request.query) if request.query else False  # ?explain=true
+    explain = answers.explain_asked(request.query) if request.query else False
     if type(payload) is not dict:
         raise InvalidRequest(f"request body must be a JSON object, got {kind(payload)}; "
                              f"send one row such as {example(served.signature)}")
@@ -69,18 +72,6 @@ def parse(payload, request, served: model.Model) -> Batch:
     values = rows.row_values(payload, "", rows.columns(served.signature), unknown=unknown)
     return Batch(Kind.SINGLE, np.array([values]), probabilities=True, explain=explain,
                  unknown=unknown)
-
-
-def query(query_string: bytes) -> bool:
-    """Whether a request's query string asks for explanations (?explain=true)."""
-    explain = False
-    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        if name != EXPLAIN:
-            raise InvalidRequest(f"unknown query parameter {show(name)}; expected explain")
-        if value not in BOOLEANS:
-            raise InvalidRequest(f"explain must be true or false, got {show(value)}")
-        explain = BOOLEANS[value]
-    return explain
 
 
 def _instances(payload: dict, explain: bool, request, served: model.Model) -> Batch:
@@ -140,7 +131,16 @@ def error_body(message: str, status: int) -> dict:
 
 
 async def get(route, headers: dict):
-    return json_response(describe(await model.ready()))
+    """The metadata, the contract, or the page: a browser's GET / (no model needed for it)."""
+    if route.operation in page.FILES:
+        return page.response(route.operation)
+    if route.operation == PREDICT and page.wants_html(headers):
+        return page.response(page.INDEX)
+    served = await model.ready()
+    if route.operation == CONTRACT:
+        return json_response(contract.document(served.signature, settings.MAX_BODY_BYTES,
+                                               settings.MAX_BATCH_ROWS))
+    return json_response(describe(served), headers=page.VARY)  # GET / differs by Accept
 
 
 def describe(served: model.Model) -> dict:

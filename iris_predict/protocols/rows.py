@@ -62,6 +62,9 @@ class Columns:
         self.low = np.array(low)
         self.high = np.minimum(np.array(high), np.finfo(float).max)  # infinity is no number
         self.numeric = signature.numeric
+        self.numbers = [j for j, f in enumerate(self.features) if f.number]
+        # Number columns that may hold NaN: a missing value the model takes.
+        self.missing = np.array([f.missing for f in self.features])[self.numbers]
         self.index = [None if f.number else {c: i for i, c in enumerate(f.categories)}
                       for f in self.features]
         self.expected = ", ".join(self.names)
@@ -152,9 +155,11 @@ def _fast(rows: list, cols: Columns) -> Rows | None:
                 unknown += [(i, j, column[i]) for i, code in enumerate(codes) if code == -1]
         else:
             return None
-    numbers = [j for j, f in enumerate(cols.features) if f.number]
-    sub = X[:, numbers]
-    if not ((sub > cols.low[numbers]) & (sub <= cols.high[numbers])).all():
+    sub = X[:, cols.numbers]
+    inside = (sub > cols.low[cols.numbers]) & (sub <= cols.high[cols.numbers])
+    if cols.missing.any():
+        inside |= np.isnan(sub) & cols.missing
+    if not inside.all():
         return None
     unknown.sort()
     return Rows(X, everything, unknown)
@@ -238,7 +243,7 @@ def value(v, j: int, cols: Columns, where: str, at: int = 0, unknown: list | Non
           text: bool = False) -> float:
     """One value of feature j as the matrix holds it; `text` allows numbers as decimal strings."""
     feature = cols.features[j]
-    if v is None or (text and v == ""):
+    if v is None or (text and v == "") or (feature.missing and type(v) is float and v != v):
         if feature.missing:
             return math.nan
         if v == "":
@@ -270,12 +275,11 @@ def value(v, j: int, cols: Columns, where: str, at: int = 0, unknown: list | Non
 
 def first_outside(X: np.ndarray, cols: Columns, where: str):
     """Raise value()'s message for the first number of X outside its bounds, if any."""
-    numbers = [j for j, f in enumerate(cols.features) if f.number]
-    sub = X[:, numbers]
-    inside = (sub > cols.low[numbers]) & (sub <= cols.high[numbers])  # false for NaN too
+    sub = X[:, cols.numbers]
+    inside = (sub > cols.low[cols.numbers]) & (sub <= cols.high[cols.numbers])  # not NaN
     if not inside.all():
         i, k = map(int, np.argwhere(~inside)[0])
-        j = numbers[k]
+        j = cols.numbers[k]
         value(float(X[i, j]), j, cols, f"{where}[{i}][{j}] ({cols.names[j]})")
 
 

@@ -1,0 +1,331 @@
+"""Fitted linear models and their preprocessing, read from a pickle and computed without scikit-learn.
+
+Importing scikit-learn costs about 0.9 s and 100 MB of memory, nearly all of an
+instance's cold start, and the arithmetic of what train.py fits is a few NumPy
+lines. So the unpickler (safe_unpickle.py) builds plain stand-ins in place of
+the classes below: a pickle rebuilds an estimator by creating an empty instance
+and handing it the attributes `fit` set, so a stand-in only has to keep them.
+linear() then turns a tree of stand-ins into a Linear: the matrix Z the final
+estimator sees, built from the served X, and its coefficients. Whatever it
+cannot express exactly (other steps, other options) raises Unsupported, and
+the model is loaded again with scikit-learn's own classes (artifact.py).
+
+Z is built with the same floating-point operations in the same order as
+scikit-learn's transforms (impute, x -= mean_, x /= scale_, one-hot 1.0/0.0,
+then Z @ coef_.T + intercept_), so the scores are bitwise scikit-learn's
+(tests/test_fast_path.py, tests/test_train.py).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Unsupported(Exception):
+    """The fitted model is not one whose arithmetic Linear reproduces; the message says why."""
+
+
+class Fitted:
+    """A pickled scikit-learn estimator's attributes, kept as they were."""
+
+    def __setstate__(self, state: dict):
+        self.__dict__.update(state)
+        # BaseEstimator.__getstate__ records the version that pickled the estimator.
+        self.sklearn_version = state.get("_sklearn_version")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} state (loaded without scikit-learn)"
+
+
+class LogisticRegression(Fitted):
+    pass
+
+
+class LinearRegressor(Fitted):
+    """Ridge, LinearRegression, Lasso, ElasticNet: all predict X @ coef_ + intercept_."""
+
+
+class Pipeline(Fitted):
+    pass
+
+
+class ColumnTransformer(Fitted):
+    pass
+
+
+class SimpleImputer(Fitted):
+    pass
+
+
+class StandardScaler(Fitted):
+    pass
+
+
+class OneHotEncoder(Fitted):
+    pass
+
+
+# The pickled class each stand-in takes the place of (safe_unpickle.ALLOWED).
+STAND_INS = {
+    ("sklearn.linear_model._logistic", "LogisticRegression"): LogisticRegression,
+    ("sklearn.linear_model._ridge", "Ridge"): LinearRegressor,
+    ("sklearn.linear_model._base", "LinearRegression"): LinearRegressor,
+    ("sklearn.linear_model._coordinate_descent", "Lasso"): LinearRegressor,
+    ("sklearn.linear_model._coordinate_descent", "ElasticNet"): LinearRegressor,
+    ("sklearn.pipeline", "Pipeline"): Pipeline,
+    ("sklearn.compose._column_transformer", "ColumnTransformer"): ColumnTransformer,
+    ("sklearn.impute._base", "SimpleImputer"): SimpleImputer,
+    ("sklearn.preprocessing._data", "StandardScaler"): StandardScaler,
+    ("sklearn.preprocessing._encoders", "OneHotEncoder"): OneHotEncoder,
+}
+
+
+def parts(obj):
+    """Every stand-in inside obj (itself included), however deeply nested."""
+    if isinstance(obj, Fitted):
+        yield obj
+        obj = list(obj.__dict__.values())
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from parts(item)
+
+
+# --- the arithmetic ------------------------------------------------------------------------
+
+MULTINOMIAL, BINARY, REGRESSION = "multinomial", "binary", "regression"
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A ColumnTransformer's arithmetic: served X (n, F) -> Z (n, width) as it would output."""
+
+    width: int
+    numbers: np.ndarray      # input columns of numbers, in output order
+    number_out: np.ndarray   # their output columns
+    fill: np.ndarray         # the imputer's value for a missing number (NaN: none imputed)
+    mean: np.ndarray         # StandardScaler's mean_ (0 without centring)
+    scale: np.ndarray        # and scale_ (1 without scaling)
+    categories: tuple        # (input column, output column per signature code + [-1], fill col)
+    impute: bool             # may a number be missing (NaN) in X
+    identity: bool           # Z is X itself: a bare estimator
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return X
+        numbers = X[:, self.numbers]  # a copy: fancy indexing
+        if self.impute:
+            missing = np.isnan(numbers)
+            if missing.any():
+                numbers[missing] = np.broadcast_to(self.fill, numbers.shape)[missing]
+        # StandardScaler.transform's own steps: X -= mean_, then X /= scale_.
+        numbers -= self.mean
+        numbers /= self.scale
+        if not self.categories:
+            if self.width == len(self.numbers) and (self.number_out == np.arange(self.width)).all():
+                return numbers
+        Z = np.zeros((len(X), self.width))
+        Z[:, self.number_out] = numbers
+        rows = np.arange(len(X))
+        for column, out, fill in self.categories:
+            codes = X[:, column]
+            missing = np.isnan(codes)
+            # A code -1 (never seen in training) picks out's last entry, -1: no column, as
+            # OneHotEncoder(handle_unknown="ignore") leaves all of the feature's columns 0.
+            index = out[np.where(missing, -1, codes).astype(np.intp)]
+            index[missing] = fill
+            hit = index >= 0
+            Z[rows[hit], index[hit]] = 1.0
+        return Z
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A linear model's scores from served X: Z(X) @ coef.T + intercept."""
+
+    kind: str                # MULTINOMIAL, BINARY or REGRESSION
+    coef: np.ndarray         # (classes, width); binary (1, width); regression (width,)
+    intercept: np.ndarray    # (classes,); binary (1,); regression a 0-d array
+    columns: Columns
+    reference: np.ndarray    # (width,): the Z explanations measure from
+    groups: np.ndarray       # (width,): the input feature of each of Z's columns
+
+    def scores(self, Z: np.ndarray) -> np.ndarray:
+        """decision_function of the final estimator, as scikit-learn computes it."""
+        if self.kind == REGRESSION:
+            return Z @ self.coef + self.intercept
+        scores = Z @ self.coef.T + self.intercept
+        return scores.ravel() if self.kind == BINARY else scores
+
+    def contributions(self, X: np.ndarray, labels) -> np.ndarray:
+        """(n, features): each input feature's part of the score of class labels[i] (or of
+        the value), relative to the reference row. Binary: class 0's score is taken as the
+        negation of class 1's, decision_function's only score."""
+        Z = self.columns.transform(X.copy())
+        if self.kind == REGRESSION:
+            weights = self.coef
+        elif self.kind == BINARY:
+            sign = np.where(np.asarray(labels) == 1, 1.0, -1.0)
+            weights = self.coef[0] * sign[:, None]
+        else:
+            weights = self.coef[labels]
+        parts = weights * (Z - self.reference)
+        if self.columns.identity:
+            return parts
+        summed = np.zeros((len(X), X.shape[1]))
+        np.add.at(summed.T, self.groups, parts.T)
+        return summed
+
+
+def linear(estimator, signature, means: list) -> Linear:
+    """The Linear computing this tree of stand-ins; Unsupported says why it cannot.
+
+    means: the training mean of each input feature (model.json), the reference row of a
+    bare estimator's explanations.
+    """
+    try:
+        return _linear(estimator, signature, means)
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError) as e:
+        raise Unsupported(f"its attributes are not a fitted model's: {e!r}") from None
+
+
+def _linear(estimator, signature, means: list) -> Linear:
+    steps = estimator.steps if isinstance(estimator, Pipeline) else [(None, estimator)]
+    *transforms, (_, final) = steps
+    if not isinstance(final, (LogisticRegression, LinearRegressor)):
+        raise Unsupported(f"the final step is {type(final).__name__}, not a linear model")
+    n = len(signature.features)
+    if not transforms:
+        if not all(f.number for f in signature.features):
+            raise Unsupported("a bare estimator cannot take categories")
+        columns = _identity(n)
+        reference, groups = np.asarray(means, dtype=float), np.arange(n)
+    else:
+        if len(transforms) == 1 and isinstance(transforms[0][1], ColumnTransformer):
+            blocks = _blocks(transforms[0][1])
+        else:  # a chain of imputer and scaler over every column
+            blocks = [([step for _, step in transforms], list(range(n)))]
+        columns, reference, groups = _columns(blocks, signature)
+    return Linear(*_coefficients(final, signature, columns.width), columns, reference, groups)
+
+
+def _identity(n: int) -> Columns:
+    empty = np.zeros(0)
+    return Columns(n, np.arange(n), np.arange(n), empty, empty, empty, (), False, True)
+
+
+def _blocks(transformer: ColumnTransformer) -> list:
+    """(chain of steps, input columns) per fitted transformer, in output order."""
+    if getattr(transformer, "sparse_output_", True):
+        raise Unsupported("the ColumnTransformer's output is sparse")
+    blocks = []
+    for name, fitted, columns in transformer.transformers_:
+        if isinstance(fitted, str) and fitted == "drop":
+            continue
+        if isinstance(fitted, str):
+            raise Unsupported(f"transformer {name!r} is {fitted!r}")
+        columns = np.asarray(columns)
+        if columns.dtype.kind not in "iu":
+            raise Unsupported(f"transformer {name!r} selects columns by {columns.dtype}, "
+                              "not by index")
+        chain = [step for _, step in fitted.steps] if isinstance(fitted, Pipeline) else [fitted]
+        blocks.append((chain, columns.tolist()))
+    return blocks
+
+
+def _columns(blocks: list, signature) -> tuple:
+    """Columns, the reference Z and each Z column's input feature, from the blocks."""
+    features = signature.features
+    numbers, number_out, fill, mean, scale, categories = [], [], [], [], [], []
+    reference, groups = [], []
+    width = 0
+    for chain, inputs in blocks:
+        imputer = chain.pop(0) if chain and isinstance(chain[0], SimpleImputer) else None
+        statistics = _imputer(imputer, len(inputs))
+        if len(chain) == 1 and isinstance(chain[0], OneHotEncoder):
+            encoder = chain[0]
+            _check_encoder(encoder, len(inputs))
+            for j, known, filled in zip(inputs, encoder.categories_, statistics):
+                feature = features[j]
+                if feature.number:
+                    raise Unsupported(f"{feature.name} is a number but is one-hot encoded")
+                known = [str(value) for value in known.tolist()]
+                out = [width + known.index(c) if c in known else -1 for c in feature.categories]
+                fill_col = width + known.index(str(filled)) if str(filled) in known else -1
+                categories.append((j, np.array(out + [-1], dtype=np.intp), fill_col))
+                shares = dict(zip(feature.categories, feature.shares))
+                reference += [shares.get(c, 0.0) for c in known]
+                groups += [j] * len(known)
+                width += len(known)
+            continue
+        centre, spread = np.zeros(len(inputs)), np.ones(len(inputs))
+        if len(chain) == 1 and isinstance(chain[0], StandardScaler):
+            scaler = chain.pop()
+            if scaler.with_mean:
+                centre = np.asarray(scaler.mean_, dtype=float)
+            if scaler.with_std:
+                spread = np.asarray(scaler.scale_, dtype=float)
+        if chain:
+            raise Unsupported(f"steps {[type(s).__name__ for s in chain]} are not served "
+                              "by NumPy")
+        for j in inputs:
+            if not features[j].number:
+                raise Unsupported(f"{features[j].name} is a category but is not one-hot encoded")
+        numbers += inputs
+        number_out += range(width, width + len(inputs))
+        fill += [float(s) for s in statistics]
+        mean += centre.tolist()
+        scale += spread.tolist()
+        reference += [0.0] * len(inputs)  # (mean_ - mean_) / scale_: the scaled training mean
+        groups += inputs
+        width += len(inputs)
+    columns = Columns(width, np.array(numbers, dtype=np.intp),
+                      np.array(number_out, dtype=np.intp), np.array(fill), np.array(mean),
+                      np.array(scale), tuple(categories),
+                      any(features[j].missing for j in numbers), False)
+    return columns, np.array(reference), np.array(groups, dtype=np.intp)
+
+
+def _imputer(imputer, count: int) -> list:
+    """The value a SimpleImputer fills each column with (NaN per column without one)."""
+    if imputer is None:
+        return [math.nan] * count
+    missing = imputer.missing_values
+    if not (isinstance(missing, float) and math.isnan(missing)):
+        raise Unsupported(f"the imputer replaces {missing!r}, not NaN")
+    if imputer.add_indicator:
+        raise Unsupported("the imputer adds indicator columns")
+    statistics = imputer.statistics_.tolist()
+    if len(statistics) != count or any(s != s for s in statistics if isinstance(s, float)):
+        raise Unsupported("the imputer dropped a column that was empty in training")
+    return statistics
+
+
+def _check_encoder(encoder: OneHotEncoder, count: int):
+    if encoder.handle_unknown != "ignore" or encoder.drop_idx_ is not None \
+            or encoder._infrequent_enabled or encoder.sparse_output \
+            or len(encoder.categories_) != count:
+        raise Unsupported("the OneHotEncoder is not dense with handle_unknown='ignore', "
+                          "no drop and no infrequent categories")
+
+
+def _coefficients(final, signature, width: int) -> tuple:
+    """(kind, coef, intercept) of the final estimator, checked against the signature."""
+    coef, intercept = final.coef_, final.intercept_
+    if not (type(coef) is np.ndarray and coef.dtype == np.float64):
+        raise Unsupported("its coefficients are not a float64 array")
+    intercept = np.asarray(intercept, dtype=np.float64)
+    if isinstance(final, LinearRegressor):
+        if signature.classifier or coef.shape != (width,) or intercept.shape != ():
+            raise Unsupported(f"a regressor of coefficients {coef.shape} does not fit "
+                              f"{width} columns and one value")
+        return REGRESSION, coef, intercept
+    classes = len(signature.classes or ())
+    if not signature.classifier or final.classes_.tolist() != list(range(classes)) and \
+            [str(c) for c in final.classes_.tolist()] != list(signature.classes):
+        raise Unsupported("its classes are not the signature's")
+    rows = 1 if classes == 2 else classes
+    if coef.shape != (rows, width) or intercept.shape != (rows,):
+        raise Unsupported(f"coefficients {coef.shape} do not fit {classes} classes and "
+                          f"{width} columns")
+    return (BINARY if classes == 2 else MULTINOMIAL), coef, intercept
