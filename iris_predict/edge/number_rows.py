@@ -24,6 +24,10 @@ import simdjson
 
 # Deleted from the body, what is left is its skeleton: brackets, commas, braces, the key.
 NUMBER_AND_SPACE = b"0123456789.eE+-" + b" \t\n\r"
+# One parser, reused: it keeps its buffers, where a new one allocates them for each body
+# (a 10,000-row body in 3.9 ms instead of 1.0). It holds the GIL while it parses, and
+# refuses a new body while a proxy of the last one lives (none outlives matrix()).
+_parser = simdjson.Parser()
 
 
 def matrix(body: bytes, key: str, width: int) -> np.ndarray | None:
@@ -35,7 +39,7 @@ def matrix(body: bytes, key: str, width: int) -> np.ndarray | None:
     if rows < 1 or skeleton != head + (row + b",") * (rows - 1) + row + b"]}":
         return None
     try:
-        values = simdjson.Parser().parse(body)[key].as_buffer(of_type="d")
+        values = _parser.parse(body)[key].as_buffer(of_type="d")
     except Exception:  # any refusal (a number too big, another key): the usual way names it
         return None
     return np.frombuffer(values, dtype=float).reshape(rows, width)
