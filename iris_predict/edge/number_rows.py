@@ -34,9 +34,11 @@ def matrix(body: bytes, key: str, width: int) -> np.ndarray | None:
     """body's {key: rows} as a (rows, width) float64 matrix; None if it is anything else."""
     skeleton = body.translate(None, NUMBER_AND_SPACE)
     rows = skeleton.count(b"[") - 1
+    if rows < 1:  # no rows at all: one row as an object, say
+        return None
     head = b'{"' + key.encode().translate(None, NUMBER_AND_SPACE) + b'":['
     row = b"[" + b"," * (width - 1) + b"]"
-    if rows < 1 or skeleton != head + (row + b",") * (rows - 1) + row + b"]}":
+    if skeleton != head + (row + b",") * (rows - 1) + row + b"]}":
         return None
     try:
         values = _parser.parse(body)[key].as_buffer(of_type="d")

@@ -61,6 +61,11 @@ class Columns:
                 for f in self.features]
         self.low = np.array(low)
         self.high = np.minimum(np.array(high), np.finfo(float).max)  # infinity is no number
+        # The same as Python floats, for one value at a time (a NumPy scalar compares several
+        # times slower); NaN for a category, where no number is the usual case.
+        self.lows = [lo if f.number else math.nan
+                     for lo, f in zip(self.low.tolist(), self.features)]
+        self.highs = self.high.tolist()
         self.numeric = signature.numeric
         self.numbers = [j for j, f in enumerate(self.features) if f.number]
         # Number columns that may hold NaN: a missing value the model takes.
@@ -242,6 +247,8 @@ def suggest(key: str, signature: Signature) -> str:
 def value(v, j: int, cols: Columns, where: str, at: int = 0, unknown: list | None = None,
           text: bool = False) -> float:
     """One value of feature j as the matrix holds it; `text` allows numbers as decimal strings."""
+    if type(v) is float and cols.lows[j] < v <= cols.highs[j]:  # the usual case, at once
+        return v
     feature = cols.features[j]
     if v is None or (text and v == "") or (feature.missing and type(v) is float and v != v):
         if feature.missing:
@@ -257,8 +264,6 @@ def value(v, j: int, cols: Columns, where: str, at: int = 0, unknown: list | Non
         if code == -1 and unknown is not None:
             unknown.append((at, j, v))
         return float(code)
-    if type(v) is float and cols.low[j] < v <= cols.high[j]:  # the usual case, at once
-        return v
     if text and isinstance(v, str) and DECIMAL.fullmatch(v.strip()):
         result = float(v)
     elif isinstance(v, bool) or not isinstance(v, (int, float)):
