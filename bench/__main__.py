@@ -21,30 +21,42 @@ import sys
 import time
 from pathlib import Path
 
-from bench import chart, inprocess, load, report, venvs
+from bench import chart, inprocess, load, pipeline, report, venvs
 from bench.bodies import batch_bodies
-from bench.servers import (ASGI_HELLO, FLASK_HELLO, FUNCTION, INLINE, LAZY, MLFLOW, PEER_NAMES,
-                           PROTOCOL_VARIANTS, SPECS, STACK_VARIANTS, TUTORIAL, Server,
-                           save_mlflow_model)
+from bench.servers import (ASGI_DECODING, ASGI_HELLO, FLASK_HELLO, FUNCTION, INLINE, LAZY, MLFLOW,
+                           PEER_NAMES, PIPELINE, PIPELINE_MODEL, PROTOCOL_VARIANTS, SPECS,
+                           STACK_VARIANTS, THREADED, TUTORIAL, Server, save_mlflow_model)
 from harness import ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHART = ROOT / "docs" / "bench.svg"
-# Cold starts: the function, the references its targets name, and the peers.
-COLD = (FUNCTION, FLASK_HELLO, ASGI_HELLO, TUTORIAL, LAZY)
+# Cold starts: the function, the references its targets name, the train.py pipeline model
+# and the peers.
+COLD = (FUNCTION, FLASK_HELLO, ASGI_HELLO, TUTORIAL, LAZY, PIPELINE)
 # Warm load: those, plus reference (b) on other HTTP parsers and event loops, and the
 # function asked in its peers' protocols.
-WARM = (FUNCTION, FLASK_HELLO, ASGI_HELLO, *STACK_VARIANTS, TUTORIAL, LAZY, *PROTOCOL_VARIANTS)
+WARM = (FUNCTION, FLASK_HELLO, ASGI_HELLO, *STACK_VARIANTS, TUTORIAL, LAZY, *PROTOCOL_VARIANTS,
+        PIPELINE)
+# Worker peak RSS: the function (its target), its references, the pipeline model.
+PEAK_RSS = (FUNCTION, FLASK_HELLO, ASGI_HELLO, PIPELINE)
+# 1,000-row batches against connections: the function as shipped (those batches on the event
+# loop) and with them on a worker thread (what main.THREAD_ROWS chooses between), and
+# reference (b) reading and decoding the same body.
+BATCH_SERVERS = (FUNCTION, THREADED, ASGI_DECODING)
 FULL = {"cold_runs": 5, "warm_seconds": 2, "warm_rounds": 5, "connections": 8,
         "batch_rows": (1, 100, 1000, 10000), "batch_seconds": 1, "batch_rounds": 3,
         "stall_connections": (2, 8), "stall_seconds": 2, "stall_rounds": 5,
         "concurrency": (1, 2, 4, 8, 16, 32, 64), "concurrency_seconds": 2,
         "concurrency_rounds": 3, "mix_rows": 1000, "mix_every": 100,
-        "big_rows": 10000, "inprocess_seconds": 1.0}
+        "big_rows": 10000, "inprocess_seconds": 1.0,
+        "batch_connections": (1, 8, 32), "batch_concurrency_rows": 1000,
+        "batch_concurrency_seconds": 2, "batch_concurrency_rounds": 3}
 QUICK = {**FULL, "cold_runs": 1, "warm_seconds": 1, "warm_rounds": 1,
          "batch_rows": (1, 1000), "batch_rounds": 1, "stall_connections": (2,),
          "stall_seconds": 1, "stall_rounds": 1, "concurrency": (1, 8),
-         "concurrency_seconds": 1, "concurrency_rounds": 1, "inprocess_seconds": 0.02}
+         "concurrency_seconds": 1, "concurrency_rounds": 1, "inprocess_seconds": 0.02,
+         "batch_connections": (1, 8), "batch_concurrency_seconds": 1,
+         "batch_concurrency_rounds": 1}
 
 
 class Bench:
@@ -69,6 +81,7 @@ class Bench:
                 self.peers.append(name)
         if MLFLOW in self.peers:
             self.attempt(MLFLOW, lambda: save_mlflow_model(self.bins["mlflow"]))
+        pipeline.make(self.bins["project"], PIPELINE_MODEL)
 
     def server(self, name: str, prefix: tuple = ()) -> Server:
         return Server(name, self.bins[SPECS[name].venv], prefix)
@@ -134,11 +147,15 @@ def warm(bench: Bench, servers: dict) -> dict:
             if name not in bench.unavailable}
 
 
-def load_with_cpu(server: Server, config: dict) -> dict:
-    """load.run(), plus the server's CPU time per request (µs): its cost whatever else runs."""
+def load_with_cpu(server: Server, config: dict, body: bytes | None = None,
+                  connections: int | None = None, seconds: float | None = None) -> dict:
+    """load.run(), plus the server's CPU time per request (µs): its cost whatever else runs.
+
+    By default the warm load: its one-flower body, at the configured connections and seconds.
+    """
     cpu = server.cpu_seconds()
-    measured = load.run(server.endpoint, server.spec.body, config["connections"],
-                        config["warm_seconds"])
+    measured = load.run(server.endpoint, server.spec.body if body is None else body,
+                        connections or config["connections"], seconds or config["warm_seconds"])
     measured["cpu_us"] = (server.cpu_seconds() - cpu) / measured["requests"] * 1e6
     return measured
 
@@ -164,6 +181,35 @@ def batches(bench: Bench, servers: dict) -> dict:
                 "rows": rows, "bytes": len(body),
                 "rows_per_s": statistics.median(runs[shape, rows, FUNCTION]),
                 "hello_rows_per_s": statistics.median(runs[shape, rows, ASGI_HELLO])}
+    return result
+
+
+def batch_concurrency(bench: Bench) -> dict:
+    """Rows/s of 1,000-row `instances` batches at 1 to 32 connections, beside reference (b)
+    reading and decoding the same body; the servers on one CPU, wrk on the other.
+
+    The function as shipped (such batches on the event loop) and with them on a worker
+    thread: how batches share the CPU (main.THREAD_ROWS) is chosen by these figures.
+    """
+    config = bench.config
+    rows = config["batch_concurrency_rows"]
+    body = batch_bodies(rows)["instances"]
+    runs = {}
+    with pinned() as (prefix, cpus), contextlib.ExitStack() as stack:
+        servers = {name: stack.enter_context(bench.server(name, prefix))
+                   for name in BATCH_SERVERS}
+        for server in servers.values():
+            server.first_200()
+        for _ in range(config["batch_concurrency_rounds"]):
+            for c in config["batch_connections"]:
+                for name, server in servers.items():
+                    measured = load_with_cpu(server, config, body, c,
+                                             config["batch_concurrency_seconds"])
+                    measured["rows_per_s"] = measured["rps"] * rows
+                    runs.setdefault((name, c), []).append(measured)
+    result = {"cpus": cpus, "rows": rows, "bytes": len(body)}
+    for (name, c), rounds in runs.items():
+        result.setdefault(name, {})[str(c)] = medians(rounds)
     return result
 
 
@@ -258,8 +304,9 @@ def run(bench: Bench) -> dict:
         results["memory_mib"] = {name: s.memory_mib() for name, s in servers.items()
                                  if name not in bench.unavailable}
         results["batch"] = batches(bench, servers)
-        results["peak_rss_mib"] = {name: servers[name].peak_rss_mib()
-                                   for name in (FUNCTION, FLASK_HELLO, ASGI_HELLO)}
+        results["peak_rss_mib"] = {name: servers[name].peak_rss_mib() for name in PEAK_RSS}
+    say("1,000-row batches against connections, the servers on one CPU")
+    results["batch_concurrency"] = batch_concurrency(bench)
     say("one-flower latency under 10,000-row batches")
     results["stall"] = stall(bench)
     say("concurrency, the server on one CPU")

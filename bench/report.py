@@ -1,6 +1,7 @@
 """A run's figures as Markdown tables, each beside its same-run reference, and the targets."""
 
-from bench.servers import ASGI_HELLO, FLASK_HELLO, FUNCTION, INLINE, PEER_NAMES, STACK_VARIANTS
+from bench.servers import (ASGI_DECODING, ASGI_HELLO, FLASK_HELLO, FUNCTION, INLINE, PEER_NAMES,
+                           PIPELINE, STACK_VARIANTS, THREADED)
 
 # Issue 9's targets, each a ratio to a reference in the same run or an absolute figure.
 RPS_VS_FLASK_HELLO = 2.0
@@ -10,6 +11,9 @@ P99_VS_FLASK_HELLO = 1.0
 COLD_VS_FLASK_HELLO = 2.0
 ROWS_PER_S_1000 = 1_000_000
 WORKER_PEAK_RSS_MIB = 64
+# Issue 15's: rows/s of 1,000-row batches against reference (b) reading and decoding the
+# same body, at each number of connections.
+ROWS_VS_DECODING = 1.0
 
 
 def verdicts(r: dict) -> dict:
@@ -44,6 +48,11 @@ def verdicts(r: dict) -> dict:
     add("rows/s, 1,000-row batches", r["batch"].get("instances 1000", {}).get("rows_per_s"),
         ROWS_PER_S_1000, True, None)
     add("worker peak RSS, MiB", r["peak_rss_mib"][FUNCTION], WORKER_PEAK_RSS_MIB, False, None)
+    sweep = r.get("batch_concurrency", {})
+    for c, ours_c in sweep.get(FUNCTION, {}).items():
+        theirs = sweep.get(ASGI_DECODING, {}).get(c, {}).get("rows_per_s")
+        add(f"1,000-row batches vs (b) decoding, {c} conns",
+            ratio(ours_c["rows_per_s"], theirs), ROWS_VS_DECODING, True, ASGI_DECODING)
     return found
 
 
@@ -86,6 +95,12 @@ def targets_table(r: dict) -> str:
         elif name.startswith("cold"):
             ours = f"{cold[FUNCTION]['median_s']:.2f} s"
             theirs = f"{ref} {cold[ref]['median_s']:.2f} s" if ref in cold else "not measured"
+        elif name.startswith("1,000-row batches"):
+            c = name.rsplit(", ", 1)[1].split()[0]
+            sweep = r["batch_concurrency"]
+            ours = f"{sweep[FUNCTION][c]['rows_per_s']:,.0f} rows/s"
+            theirs = f"{ref} {sweep[ref][c]['rows_per_s']:,.0f}" if c in sweep.get(ref, {}) \
+                else "not measured"
         else:
             ours, theirs = (f"{v['figure']:,.0f}" if v["figure"] is not None else ""), ""
         ratio = f"{v['figure']:.2f}x" if ref and v["figure"] is not None else ""
@@ -119,6 +134,36 @@ def batch_table(r: dict) -> str:
         rows.append((f"{name} rows ({b['bytes']:,} bytes)", f"{b['rows_per_s']:,.0f}",
                      f"{b['hello_rows_per_s']:,.0f}",
                      f"{b['rows_per_s'] / b['hello_rows_per_s']:.2f}x"))
+    return markdown(rows)
+
+
+def batch_concurrency_table(r: dict) -> str:
+    """Rows/s (and server CPU per request) of 1,000-row batches against connections."""
+    sweep = r["batch_concurrency"]
+    names = [n for n in (FUNCTION, THREADED, ASGI_DECODING) if n in sweep]
+    rows = [("connections", *(f"{n}: rows/s (CPU per request)" for n in names),
+             "iris-predict vs (b) decoding")]
+    for c in sweep[FUNCTION]:
+        cells = [f"{sweep[n][c]['rows_per_s']:,.0f} ({sweep[n][c]['cpu_us']:.0f} µs)"
+                 for n in names]
+        ratio = sweep[FUNCTION][c]["rows_per_s"] / sweep[ASGI_DECODING][c]["rows_per_s"]
+        rows.append((c, *cells, f"{ratio:.2f}x"))
+    return markdown(rows)
+
+
+def pipeline_table(r: dict) -> str:
+    """The train.py pipeline model beside the bundled iris model, served alike."""
+    warm, cold, peak = r["warm"], r["cold_start"], r["peak_rss_mib"]
+    if PIPELINE not in warm:
+        return f"{PIPELINE}: not measured"
+    rows = [("one row", "iris-predict (iris)", "train.py pipeline (garden table)", "ratio")]
+    for label, figure, fmt in (("requests/s, 8 conns", lambda n: warm[n]["rps"], "{:,.0f}"),
+                               ("server CPU per request, µs", lambda n: warm[n]["cpu_us"],
+                                "{:.0f}"),
+                               ("cold start, s", lambda n: cold[n]["median_s"], "{:.2f}"),
+                               ("worker peak RSS, MiB", lambda n: peak[n], "{:.1f}")):
+        ours, theirs = figure(FUNCTION), figure(PIPELINE)
+        rows.append((label, fmt.format(ours), fmt.format(theirs), f"{theirs / ours:.2f}x"))
     return markdown(rows)
 
 
@@ -163,6 +208,14 @@ def inprocess_table(r: dict) -> str:
     rows.append(("  predict vs scikit-learn predict + predict_proba", f"{ip['predict_us']:.1f}",
                  f"scikit-learn {ip['sklearn_predict_us']:.0f} µs",
                  f"{ip['predict_us'] / ip['sklearn_predict_us']:.2f}x"))
+    b = ip["batch_1000"]
+    rows.append(("1,000-row batch, whole request through the ASGI app", f"{b['handler_us']:.1f}",
+                 f"(b) decoding {b['hello_decoding_us']:.1f} µs",
+                 f"{b['handler_us'] / b['hello_decoding_us']:.2f}x"))
+    for stage in ("decode", "parse", "answer", "encode"):
+        us = b[stage + "_us"]
+        rows.append((f"  {stage}", f"{us:.1f}", f"request {b['handler_us']:.0f} µs",
+                     f"{us / b['handler_us']:.2f}x"))
     big = ip["big_batch_ms"]
     total = sum(big.values())
     for stage, ms in big.items():
@@ -180,5 +233,6 @@ def render(r: dict) -> str:
     for name, why in r["unavailable"].items():
         parts.append(f"{name}: not measured: {why.splitlines()[0]}")
     parts += [targets_table(r), servers_table(r), stack_table(r), batch_table(r),
-              stall_table(r), concurrency_table(r), inprocess_table(r)]
+              batch_concurrency_table(r), pipeline_table(r), stall_table(r),
+              concurrency_table(r), inprocess_table(r)]
     return "\n\n".join(parts)

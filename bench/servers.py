@@ -16,6 +16,7 @@ from typing import Callable
 
 import harness
 from harness import ROOT, call
+from bench.pipeline import ONE_ROW
 from bench.venvs import PEERS, VENVS
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
@@ -32,6 +33,9 @@ MLFLOW = "(d) MLflow 3.17.2"
 BENTOML = "(e) BentoML 1.4.40"
 MLSERVER = "(f) MLServer 1.7.1"
 INLINE = "iris-predict, batches inline"
+THREADED = "iris-predict, 1,000-row batches on a thread"
+# A model train.py makes from a table with categories (bench/pipeline.py), served alike.
+PIPELINE = "iris-predict, train.py pipeline"
 H11_ASYNCIO = "(b) on h11 + asyncio"
 HTTPTOOLS_ASYNCIO = "(b) on httptools + asyncio"
 TUNED_PROTOCOL = "(b) on the function's protocol"
@@ -77,6 +81,10 @@ def tutorial(bin_dir: Path, port: int):
             "--timeout=0", f"--bind=127.0.0.1:{port}", "bench.functions.tutorial:app"], {}
 
 
+PIPELINE_MODEL = VENVS / "pipeline-model" / "garden.joblib"  # made anew each run
+PIPELINE_BODY = json.dumps(ONE_ROW).encode()
+
+
 # MLflow serves a model directory: model.joblib saved anew by save_mlflow_model() each run.
 MLFLOW_MODEL = VENVS / "mlflow-model"
 
@@ -116,6 +124,7 @@ def mlserver(bin_dir: Path, port: int):
 
 function = functions_framework(ROOT / "main.py", "predict")
 hello_asgi = functions_framework(FUNCTIONS / "hello_asgi.py", "hello")
+inline = functions_framework(FUNCTIONS / "inline.py", "predict")
 SPECS = {
     FUNCTION: Spec("project", function),
     FLASK_HELLO: Spec("project", functions_framework(FUNCTIONS / "hello.py", "hello")),
@@ -126,7 +135,10 @@ SPECS = {
     H11_ASYNCIO: Spec("project", hello_asgi, env={"HELLO_STACK": "h11,asyncio"}),
     HTTPTOOLS_ASYNCIO: Spec("project", hello_asgi, env={"HELLO_STACK": "httptools,asyncio"}),
     TUNED_PROTOCOL: Spec("project", hello_asgi, env={"HELLO_STACK": "protocol"}),
-    INLINE: Spec("project", functions_framework(FUNCTIONS / "inline.py", "predict")),
+    INLINE: Spec("project", inline),
+    THREADED: Spec("project", inline, env={"BENCH_THREAD_ROWS": "1000"}),
+    PIPELINE: Spec("project", function, body=PIPELINE_BODY,
+                   env={"MODEL_PATH": str(PIPELINE_MODEL)}),
     FUNCTION_MLFLOW: Spec("project", function, "/invocations", MLFLOW_BODY),
     FUNCTION_V2: Spec("project", function, V2_PATH, V2_BODY),
     MLFLOW: Spec("mlflow", mlflow, "/invocations", MLFLOW_BODY),

@@ -4,19 +4,22 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 from bench import chart, load, report, venvs
 from bench.__main__ import QUICK, Bench, cold_starts
 from bench.bodies import batch_bodies
-from bench.servers import (ASGI_HELLO, BENTOML, FLASK_HELLO, FUNCTION, MLFLOW, MLSERVER,
-                           PEER_NAMES, TUTORIAL, TUTORIAL_BODY)
-from harness import ROOT
+from bench.servers import (ASGI_DECODING, ASGI_HELLO, BENTOML, FLASK_HELLO, FUNCTION, MLFLOW,
+                           MLSERVER, PEER_NAMES, PIPELINE, PIPELINE_MODEL, THREADED, TUTORIAL,
+                           TUTORIAL_BODY, Server)
+from harness import ROOT, call
 
-SECTIONS = ("cold_start", "warm", "memory_mib", "batch", "peak_rss_mib", "stall",
-            "concurrency", "inprocess", "targets", "unavailable")
+SECTIONS = ("cold_start", "warm", "memory_mib", "batch", "peak_rss_mib", "batch_concurrency",
+            "stall", "concurrency", "inprocess", "targets", "unavailable")
 SVG = "{http://www.w3.org/2000/svg}"
+JSON = {"Content-Type": "application/json"}
 
 
 def test_quick_benchmark_prints_the_tables_and_writes_json_and_chart(tmp_path):
@@ -38,6 +41,23 @@ def test_quick_benchmark_prints_the_tables_and_writes_json_and_chart(tmp_path):
     assert results["batch"]["instances 1000"]["rows_per_s"] > 0
     assert set(results["concurrency"]["mix"]) == {"1", "8"}
     assert "| requests/s vs (a)" in run.stdout and "| 10,000-row batch: parse" in run.stdout
+    # 1,000-row batches at each connection count, beside (b) decoding the same body.
+    sweep = results["batch_concurrency"]
+    for name in (FUNCTION, THREADED, ASGI_DECODING):
+        assert set(sweep[name]) == {"1", "8"}
+        assert all(m["rows_per_s"] == m["rps"] * 1000 > 0 for m in sweep[name].values())
+    for c in ("1", "8"):
+        target = results["targets"][f"1,000-row batches vs (b) decoding, {c} conns"]
+        assert target["figure"] == sweep[FUNCTION][c]["rows_per_s"] / \
+            sweep[ASGI_DECODING][c]["rows_per_s"]
+    assert results["inprocess"]["batch_1000"]["hello_decoding_us"] > 0
+    # The train.py pipeline model: cold start, one-row load and worker memory.
+    assert results["cold_start"][PIPELINE]["median_s"] > 0
+    assert results["warm"][PIPELINE]["rps"] > 0 and results["peak_rss_mib"][PIPELINE] > 0
+    features = json.loads(PIPELINE_MODEL.with_suffix(".json").read_text())["features"]
+    assert {f["type"] for f in features} == {"number", "category"}
+    assert "| 1,000-row batches vs (b) decoding, 8 conns" in run.stdout
+    assert "train.py pipeline (garden table)" in run.stdout
     ET.parse(tmp_path / "latest.svg")  # well-formed
     after = committed_chart.stat().st_mtime_ns if committed_chart.exists() else None
     assert after == before  # only a full run redraws the committed chart
@@ -56,6 +76,17 @@ def test_python_load_generator_mix_sends_both_bodies(live):
         load._python(live.url, TUTORIAL_BODY, 1, 0.5, b'{"instances": "no"}', 2)
 
 
+def test_reference_b_decoding_really_decodes_the_body():
+    """A body orjson refuses fails there, where plain (b) answers any body."""
+    with Server(ASGI_DECODING, Path(sys.executable).parent) as decoding, \
+            Server(ASGI_HELLO, Path(sys.executable).parent) as plain:
+        decoding.first_200()
+        plain.first_200()
+        for server, status in ((decoding, 500), (plain, 200)):
+            reply = call(server.endpoint, "POST", b'{"instances": [[1, 2,', JSON)
+            assert reply.status == status
+
+
 def _results(**warm_rps) -> dict:
     """Minimal run results: iris-predict at 1,000 req/s, the others as given."""
     warm = {name: {"rps": rps, "p50_ms": 1.0, "p99_ms": 2.0, "cpu_us": 1e6 / rps}
@@ -65,7 +96,11 @@ def _results(**warm_rps) -> dict:
             "cold_start": {FUNCTION: {"median_s": 0.5}, FLASK_HELLO: {"median_s": 0.4}},
             "memory_mib": {name: {"rss": 100.0 * (i + 1)} for i, name in enumerate(warm)},
             "batch": {"instances 1000": {"rows_per_s": 999_999}},
-            "peak_rss_mib": {FUNCTION: 64.0}}
+            "peak_rss_mib": {FUNCTION: 64.0},
+            "batch_concurrency": {FUNCTION: {"1": {"rows_per_s": 1000.0},
+                                             "8": {"rows_per_s": 999.0}},
+                                  ASGI_DECODING: {"1": {"rows_per_s": 1000.0},
+                                                  "8": {"rows_per_s": 1000.0}}}}
 
 
 def test_verdicts_are_same_run_ratios_against_each_target():
@@ -78,6 +113,8 @@ def test_verdicts_are_same_run_ratios_against_each_target():
     assert found["cold start vs (a)"]["figure"] == 0.5 / 0.4
     assert found["rows/s, 1,000-row batches"]["met"] is False  # one short of a million
     assert found["worker peak RSS, MiB"]["met"] is True  # 64 MiB is within "at most 64"
+    assert found["1,000-row batches vs (b) decoding, 1 conns"]["met"] is True  # 1.0x is enough
+    assert found["1,000-row batches vs (b) decoding, 8 conns"]["met"] is False  # 0.999x
 
 
 def test_chart_draws_a_bar_per_server_and_measure_scaled_to_the_largest():
