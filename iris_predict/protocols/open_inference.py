@@ -359,7 +359,7 @@ def _outputs(requested, binary_output: bool, given: tuple) -> tuple:
 def answer(batch: Batch, served: model.Model) -> tuple:
     """(the response's JSON header, the binary tensors that follow it, in order)."""
     options = batch.options
-    predicted, proba = served.predict(batch.X, batch.probabilities)
+    predicted, proba = served.predict(batch.X, batch.probabilities, batch.unknown)
     datatype = "INT64" if served.signature.classifier else "FP64"
     tensors = {PREDICT: (datatype, np.asarray(predicted, dtype="<i8" if datatype == "INT64"
                                               else "<f8")),
