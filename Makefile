@@ -16,9 +16,10 @@ serve: $(VENV)/.installed
 test: $(VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest
 
-## model: retrain model.joblib and model.json; CSV=FILE TARGET=COLUMN [OUTPUT=PATH]: train on a table (docs/model.md)
+## model: retrain model.joblib and model.json; CSV=FILE TARGET=COLUMN [OUTPUT=PATH]: any table
 model: $(VENV)/.installed
-	$(BIN)/python train.py $(if $(CSV),--csv "$(CSV)" --target "$(TARGET)") $(if $(OUTPUT),--output "$(OUTPUT)")
+	$(BIN)/python train.py $(if $(CSV),--csv "$(CSV)" --target "$(TARGET)") \
+		$(if $(OUTPUT),--output "$(OUTPUT)")
 
 ## openapi: regenerate openapi.yaml, the contract, from model.json
 openapi: $(VENV)/.installed

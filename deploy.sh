@@ -12,7 +12,7 @@ Usage: ./deploy.sh [options]                    deploy; all traffic goes to the 
                                                 before the last deploy
 
 A deploy uploads this directory as a gen2 HTTP function with entry point `predict`, then calls
-it: GET (metadata) and POST the tutorial's flower. Each deploy also records the revision that
+it: GET (metadata) and POST the model's probe rows. Each deploy also records the revision that
 served until then in the function's label `rollback-revision`, where --rollback reads it back
 from any machine. Exits non-zero if anything fails.
 
@@ -371,14 +371,14 @@ plain_deploy() {
   fi
   step "Deploying $NAME ($access) to project $PROJECT, region $REGION, with all traffic"
   deploy_revision --serve-all-traffic-latest-revision "${record[@]}"
-  step "Smoke-testing $url: GET, then POST the tutorial's flower"
+  step "Smoke-testing $url: GET, then POST the model's probe rows"
   $DRY_RUN && return
   authorize
   check_metadata "$url"
-  local answer
-  answer="$(post "$url" '{"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}')" ||
-    die "smoke test: POST $url failed: $answer"
-  [[ "$answer" == *'"prediction"'* ]] || die "smoke test: POST $url answered no prediction: $answer"
+  local answer probes
+  probes="$("${PROBES_COMMAND[@]}")" || die "smoke test: probes.py could not read model.json"
+  answer="$(post "$url" "$probes")" || die "smoke test: POST $url failed: $answer"
+  [[ "$answer" == *'"predictions"'* ]] || die "smoke test: POST $url answered no predictions: $answer"
   echo "Smoke test passed: $answer"
 }
 

@@ -29,6 +29,7 @@ from iris_predict.edge.responses import error_response, preflight_response
 from iris_predict.errors import MethodNotAllowed, ModelUnavailable, NotFound, RequestError
 from iris_predict.model import served as model
 from iris_predict.protocols import native, routes
+from iris_predict.text import clip
 
 logs.setup()
 # Batches of this many rows or more are answered on a worker thread, so that they do
@@ -94,7 +95,8 @@ async def predict(request: Request) -> Response:
         response = error_response(protocol.error_body(ModelUnavailable.CLIENT_MESSAGE, 503),
                                   503, unread_body=unread_body)
     except RequestError as e:
-        reason = e.message if e.status != 404 else f"{path}: {e.message}"
+        # A 404's line names the path asked for, so that a wrong URL shows in the log.
+        reason = e.message if e.status != 404 else f"{clip(path, 200)}: {e.message}"
         response = error_response(protocol.error_body(e.message, e.status), e.status,
                                   e.headers, unread_body and not e.body_read)
     except Exception:  # a bug of ours: log it, never show a trace to the client

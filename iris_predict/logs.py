@@ -28,7 +28,6 @@ import numpy as np
 import orjson
 
 from iris_predict import settings
-from iris_predict.features import NAMES
 
 # X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS, TRACE_ID 32 hex digits.
 TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
@@ -127,15 +126,21 @@ def request(method: str, status: int, started: float, protocol: str,
     _write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
 
 
-def predictions(X: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
-                classes: tuple, trace_header: str | None = None):
-    """Log one line per row of X: its measurements, class, species and probabilities."""
+def predictions(rows: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray | None,
+                signature, trace_header: str | None = None):
+    """Log one line per row: its values by feature (categories as text, null where
+    missing), then a classifier's class, label and probabilities or a regressor's value."""
     trace = _trace(trace_header)
-    for values, k, p in zip(X.tolist(), labels.tolist(), probabilities.tolist()):
+    names, target, classes = signature.names, signature.target, signature.classes
+    for i, (values, k) in enumerate(zip(rows.tolist(), predicted.tolist())):
         entry = {"severity": "INFO", "message": "prediction sample",
                  "logger": PREDICTIONS_LOGGER, LABELS_FIELD: SAMPLE_LABELS,
-                 **dict(zip(NAMES, values)),
-                 "class": k, "species": classes[k], "probabilities": dict(zip(classes, p))}
+                 **dict(zip(names, values))}
+        if classes:
+            entry.update({"class": k, target: classes[k],
+                          "probabilities": dict(zip(classes, probabilities[i].tolist()))})
+        else:
+            entry[target] = k
         if trace:
             entry[TRACE_FIELD] = trace
         _write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))

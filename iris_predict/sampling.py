@@ -25,13 +25,19 @@ def log(batch: Batch, trace_header: str | None = None):
     """Log a random RATE share of the batch's rows, after they were answered."""
     if not RATE:
         return
-    X = batch.X if RATE == 1 else batch.X[_rng.random(len(batch.X)) < RATE]
+    if RATE == 1:
+        X, unknown = batch.X, batch.unknown
+    else:
+        drawn = np.flatnonzero(_rng.random(len(batch.X)) < RATE)
+        X, at = batch.X[drawn], {row: i for i, row in enumerate(drawn.tolist())}
+        unknown = [(at[row], j, text) for row, j, text in batch.unknown if row in at]
     if not len(X):
         return
     served = model.get()  # loaded: it has just answered these rows
-    labels, probabilities = served.predict(X, True)
-    # Rounded as the answer rounds them, so a line holds what the client was told.
-    logs.predictions(X, labels, np.round(probabilities, PROBABILITY_DIGITS), served.classes,
+    predicted, probabilities = served.predict(X, True, unknown)
+    if probabilities is not None:  # rounded as the answer rounds them: what the client was told
+        probabilities = np.round(probabilities, PROBABILITY_DIGITS)
+    logs.predictions(served.rows(X, unknown), predicted, probabilities, served.signature,
                      trace_header)
 
 

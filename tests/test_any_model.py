@@ -1,8 +1,8 @@
 """Any tabular model train.py writes, served live through every protocol.
 
 For wine (three classes), breast_cancer (two), diabetes (regression), all from
-scikit-learn's bundled data, and a CSV this test writes with a category column
-and missing cells, each trained by `train.py --csv` and served by a real
+scikit-learn's bundled data, and a garden table with category columns and
+missing cells (tests/models.py), each trained by `train.py --csv` and served by a real
 functions-framework server with MODEL_PATH: every protocol's answers must equal
 scikit-learn's own predict and predict_proba, computed here on the pipeline
 joblib loads, and the explanations must differ between two rows exactly as
@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -22,9 +23,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
-from sklearn import datasets
 
 from harness import ROOT, FunctionServer
+from tests.models import COLOURS, TABLES
 
 JSON = {"Content-Type": "application/json"}
 # Rounded to 6 digits by the API; two correct computations may differ by one unit there.
@@ -32,66 +33,21 @@ TOLERANCE = 1e-6
 REGRESSION_TOLERANCE = 1e-9  # relative: NumPy's sums in another order than scikit-learn's
 
 
-def _bundled(loader, target: str, labels=None):
-    """A scikit-learn data set as (header, rows of strings, target column)."""
-    data = loader()
-    names = [n.replace(" ", "_").replace("/", "_") for n in data.feature_names]
-    y = [labels[int(v)] for v in data.target] if labels else data.target.tolist()
-    return [*names, target], [[*map(repr, row), str(t)] for row, t in zip(data.data.tolist(), y)]
-
-
-def _shop():
-    """A made-up table with a category column and missing cells, written by the test."""
-    rng = np.random.default_rng(7)
-    colours = ["red", "green", "blue"]
-    rows = []
-    for i in range(240):
-        size = rng.normal(10, 3)
-        colour = colours[rng.integers(3)]
-        weight = rng.normal(50, 10)
-        score = size * 0.8 + (2.5 if colour == "red" else -1 if colour == "blue" else 0) \
-            - weight * 0.05 + rng.normal(0, 1)
-        rows.append([
-            "" if i % 17 == 3 else f"{size:.3f}",
-            "NA" if i % 19 == 5 else ("" if i % 23 == 7 else colour),
-            f"{weight:.2f}",
-            "bought" if score > 6 else "left"])
-    return ["size", "colour", "weight", "outcome"], rows
-
-
-MODELS = {
-    # name: (header, rows, target column)
-    "wine": (*_bundled(datasets.load_wine, "cultivar", ["barolo", "grignolino", "barbera"]),
-             "cultivar"),
-    "breast_cancer": (*_bundled(datasets.load_breast_cancer, "diagnosis",
-                                ["malignant", "benign"]), "diagnosis"),
-    "diabetes": (*_bundled(datasets.load_diabetes, "progression"), "progression"),
-    "shop": (*_shop(), "outcome"),
-}
-
-
 class Served:
-    """A trained model, its server and what the test knows of it independently."""
+    """A trained model (tests/models.py), its server and what the test knows of it."""
 
-    def __init__(self, name, path, server, header, rows, target):
-        self.name, self.path, self.server = name, path, server
-        self.meta = json.loads(path.with_suffix(".json").read_text())
-        self.features = [h for h in header if h != target]
-        self.pipeline = joblib.load(path)  # scikit-learn itself: the oracle
-        column = header.index(target)
-        sample = rows[::max(1, len(rows) // 12)][:12]
-        self.cells = [[cell for j, cell in enumerate(row) if j != column] for row in sample]
+    def __init__(self, trained, server):
+        self.name, self.path, self.csv, self.server = (trained.name, trained.path, trained.csv,
+                                                       server)
+        self.meta = trained.metadata
+        self.features = [f["name"] for f in self.meta["features"]]
         self.kinds = {f["name"]: f["type"] for f in self.meta["features"]}
         self.classes = self.meta.get("classes")
-
-    def json_row(self, cells) -> list:
-        """A row as a JSON client sends it: numbers as numbers, categories as strings."""
-        return [None if cell in ("", "NA") else
-                float(cell) if self.kinds[name] == "number" else cell
-                for name, cell in zip(self.features, cells)]
-
-    def frame(self, rows) -> pd.DataFrame:
-        return pd.DataFrame(rows, columns=self.features)
+        self.pipeline = joblib.load(trained.path)  # scikit-learn itself: the oracle
+        sample = trained.rows[::max(1, len(trained.rows) // 12)][:12]
+        # Rows as a JSON client sends them: numbers, categories' strings, null where missing.
+        self.rows = [[None if isinstance(v, float) and math.isnan(v) else v for v in row]
+                     for row in sample.tolist()]
 
     def X(self, rows) -> np.ndarray:
         """Rows as scikit-learn takes them: objects in feature order, NaN where missing."""
@@ -103,6 +59,8 @@ class Served:
         found = {"predict": self.pipeline.predict(X).tolist()}
         if self.classes:
             found["proba"] = self.pipeline.predict_proba(X)
+            # train.py fits on class indices: prediction k is model.json's class k.
+            assert self.pipeline.classes_.tolist() == list(range(len(self.classes)))
             found["labels"] = [self.classes[k] for k in found["predict"]]
         return found
 
@@ -111,19 +69,11 @@ class Served:
         return self.server.call("POST", data, headers, path=path + query)
 
 
-@pytest.fixture(scope="module", params=list(MODELS))
-def served(request, tmp_path_factory):
-    name = request.param
-    header, rows, target = MODELS[name]
-    folder = tmp_path_factory.mktemp(name)
-    table = folder / f"{name}.csv"
-    with table.open("w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
-    path = folder / "model.joblib"
-    subprocess.run([sys.executable, "train.py", "--csv", str(table), "--target", target,
-                    "--output", str(path)], cwd=ROOT, check=True, capture_output=True)
-    with FunctionServer(env={"MODEL_PATH": str(path)}) as server:
-        yield Served(name, path, server, header, rows, target)
+@pytest.fixture(scope="module", params=list(TABLES))
+def served(request, trained_models):
+    trained = trained_models[request.param]
+    with FunctionServer(env={"MODEL_PATH": str(trained.path)}) as server:
+        yield Served(trained, server)
 
 
 def close(got, expected, relative=False) -> bool:
@@ -134,8 +84,8 @@ def close(got, expected, relative=False) -> bool:
 
 
 def check(served: Served, predictions, labels=None, probabilities=None):
-    """Answers against scikit-learn's for served.cells."""
-    expected = served.expected([served.json_row(c) for c in served.cells])
+    """Answers against scikit-learn's for served.rows."""
+    expected = served.expected([row for row in served.rows])
     if not served.classes:
         assert close(predictions, expected["predict"], relative=True)
         return
@@ -152,17 +102,19 @@ def test_metadata_is_the_signature(served):
     assert meta["name"] == served.name  # the CSV's stem
     assert [f["name"] for f in meta["features"]] == served.features
     assert meta["task"] == ("classification" if served.classes else "regression")
-    if served.name == "shop":
+    header = next(csv.reader(served.csv.open()))
+    assert served.features == [h for h in header if h != served.meta["target"]]
+    if served.name.startswith("garden"):
         colour = next(f for f in meta["features"] if f["name"] == "colour")
         assert colour["type"] == "category" and colour["missing"] is True
-        assert set(colour["categories"]) == {"red", "green", "blue"}
+        assert set(colour["categories"]) == set(COLOURS)
         assert math.isclose(sum(colour["categories"].values()), 1.0, abs_tol=1e-6)
 
 
 def test_one_object_per_row(served):
     target = served.meta["target"]
-    answers = [served.call(dict(zip(served.features, served.json_row(c)))).json()
-               for c in served.cells]
+    answers = [served.call(dict(zip(served.features, row))).json()
+               for row in served.rows]
     check(served, [a["prediction"][0] for a in answers],
           [a[target] for a in answers] if served.classes else None,
           [a["probabilities"] for a in answers] if served.classes else None)
@@ -173,7 +125,7 @@ def test_one_object_per_row(served):
 
 @pytest.mark.parametrize("as_objects", [False, True])
 def test_instances(served, as_objects):
-    rows = [served.json_row(c) for c in served.cells]
+    rows = [row for row in served.rows]
     if as_objects:
         rows = [dict(zip(served.features, row)) for row in rows]
     body = served.call({"instances": rows, "parameters": {"probabilities": True}}).json()
@@ -182,7 +134,7 @@ def test_instances(served, as_objects):
 
 
 def test_bigquery_calls(served):
-    rows = [served.json_row(c) for c in served.cells]
+    rows = [row for row in served.rows]
     replies = served.call({"calls": rows}).json()["replies"]
     if served.classes:
         check(served, [served.classes.index(label) for label in replies], replies)
@@ -203,12 +155,13 @@ def test_csv_in_and_out_keeps_other_columns(served):
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["id", *served.features])
-    writer.writerows([f"row-{i}", *cells] for i, cells in enumerate(served.cells))
+    writer.writerows([f"row-{i}", *("" if v is None else v for v in row)]
+                     for i, row in enumerate(served.rows))
     reply = served.call(out.getvalue(), headers={"Content-Type": "text/csv",
                                                  "Accept": "text/csv"})
     assert reply.status == 200, reply.body
     table = list(csv.DictReader(io.StringIO(reply.body.decode())))
-    assert [line["id"] for line in table] == [f"row-{i}" for i in range(len(served.cells))]
+    assert [line["id"] for line in table] == [f"row-{i}" for i in range(len(served.rows))]
     target = served.meta["target"]
     if served.classes:
         check(served, [int(line["class"]) for line in table], [line[target] for line in table],
@@ -219,7 +172,7 @@ def test_csv_in_and_out_keeps_other_columns(served):
 
 @pytest.mark.parametrize("orient", ["split", "records"])
 def test_mlflow_invocations_with_pandas_bodies(served, orient):
-    frame = served.frame([served.json_row(c) for c in served.cells])
+    frame = pd.DataFrame(served.rows, columns=served.features)
     body = {f"dataframe_{orient}": json.loads(frame.to_json(orient=orient))}
     reply = served.call(body, path="/invocations")
     assert reply.status == 200, reply.body
@@ -229,7 +182,7 @@ def test_mlflow_invocations_with_pandas_bodies(served, orient):
 def test_open_inference_with_tritonclient(served):
     client = triton.InferenceServerClient(url=served.server.url.removeprefix("http://"))
     meta = client.get_model_metadata(served.name)
-    rows = [served.json_row(c) for c in served.cells]
+    rows = [row for row in served.rows]
     if all(kind == "number" for kind in served.kinds.values()) \
             and not any(f["missing"] for f in served.meta["features"]):
         X = np.array(rows, dtype=np.float64)
@@ -262,7 +215,7 @@ def test_open_inference_with_tritonclient(served):
 def test_explanations_differ_as_the_decision_function(served):
     """For two rows, the explanations of one class differ by exactly the difference of
     scikit-learn's decision_function for that class (a regressor's: its prediction)."""
-    rows = [served.json_row(c) for c in served.cells]
+    rows = [row for row in served.rows]
     X = served.X(rows)
     if served.classes:
         scores = served.pipeline.decision_function(X)
@@ -287,11 +240,12 @@ def test_explanations_differ_as_the_decision_function(served):
 def test_refusals_name_the_feature_and_what_is_allowed(served):
     meta = served.meta
     number = next((f for f in meta["features"] if f["type"] == "number"), None)
-    row = dict(zip(served.features, served.json_row(served.cells[0])))
+    row = dict(zip(served.features, served.rows[0]))
     if number and not number["missing"]:
         bad = served.call({**row, number["name"]: "a lot"})
         assert bad.status == 400
-        assert bad.json()["error"].startswith(f'{number["name"]} must be a number')
+        assert bad.json()["error"] == f'{number["name"]} must be a finite number, got string "a lot"'
+
         missing = served.call({**row, number["name"]: None})
         assert missing.status == 400 and number["name"] in missing.json()["error"]
     category = next((f for f in meta["features"] if f["type"] == "category"), None)
@@ -309,11 +263,12 @@ def test_refusals_name_the_feature_and_what_is_allowed(served):
 
 
 def test_cli_takes_the_features_as_options(served):
-    row = served.json_row(served.cells[0])
+    row = served.rows[0]
     args = []
     for name, value in zip(served.features, row):
         if value is not None:
-            args += [f"--{name.replace('_', '-')}", str(value)]
+            # The documented rule: each run of other characters than letters and digits is "-".
+            args += ["--" + re.sub(r"[^0-9A-Za-z]+", "-", name).strip("-"), str(value)]
     done = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True,
                           text=True, env={"MODEL_PATH": str(served.path), "PATH": "/usr/bin"})
     assert done.returncode == 0, done.stderr

@@ -169,7 +169,7 @@ def test_dry_run_prints_the_plan_without_credentials(cloud, tmp_path):
                 "--no-allow-unauthenticated", "--serve-all-traffic-latest-revision",
                 "--update-labels=rollback-revision=SERVING_REVISION"):
         assert arg in command
-    assert "# Smoke-testing FUNCTION_URL: GET, then POST the tutorial's flower" in result.stdout
+    assert "# Smoke-testing FUNCTION_URL: GET, then POST the model's probe rows" in result.stdout
     assert cloud.requests == []
 
 

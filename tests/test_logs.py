@@ -175,5 +175,6 @@ def test_each_line_names_the_protocol_without_the_clients_data():
         lines = _request_lines(server, len(PROTOCOLS))
         output = server.output()
     assert [line["protocol"] for line in lines] == [p for *_, p in PROTOCOLS]
+    assert lines[-1]["message"].startswith("GET 404: /nowhere: nothing here")
     for secret in map(str, SECRET_VALUES):
         assert secret not in output

@@ -4,7 +4,8 @@ An example is a ```sh block that starts with `curl`, followed by a block with th
 output: ```json (compared as parsed JSON), or ```csv or ```text (compared as text).
 http://localhost:8080 (what `make serve` listens on) is replaced by the live server's
 URL, and curl runs in the repository root, so an example may send a file the docs
-ship (`--data-binary @docs/flowers.csv`).
+ship (`--data-binary @docs/flowers.csv`). http://localhost:8081 is the README's own
+model: a server of the model `make model CSV=docs/garden.csv TARGET=kind` writes.
 """
 
 import json
@@ -12,13 +13,15 @@ import math
 import re
 import shlex
 import subprocess
+import sys
 
 import pytest
 
-from harness import ROOT
+from harness import ROOT, FunctionServer
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SERVE_URL = "http://localhost:8080"
+GARDEN_URL = "http://localhost:8081"  # README "Serve your own model"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 OUTPUTS = ("json", "csv", "text")
 # Open Inference answers carry unrounded FP64 probabilities, whose last bits may differ
@@ -76,10 +79,22 @@ def test_every_file_an_example_sends_is_in_the_repository():
             assert (ROOT / path).is_file(), f"{name} sends {path}, which is not in the repository"
 
 
+@pytest.fixture(scope="module")
+def garden(tmp_path_factory):
+    """The README's own model, trained as it says and served."""
+    path = tmp_path_factory.mktemp("garden") / "garden.joblib"
+    subprocess.run([sys.executable, "train.py", "--csv", "docs/garden.csv", "--target", "kind",
+                    "--output", str(path)], cwd=ROOT, check=True, capture_output=True)
+    with FunctionServer(env={"MODEL_PATH": str(path)}) as server:
+        yield server
+
+
 @pytest.mark.parametrize("name, command, language, shown", EXAMPLES, ids=[e[0] for e in EXAMPLES])
-def test_curl_example(live, name, command, language, shown):
-    args = [arg.replace(SERVE_URL, live.url) for arg in shlex.split(command)]
-    assert SERVE_URL in command and args[0] == "curl"
+def test_curl_example(request, live, name, command, language, shown):
+    url, server = (GARDEN_URL, request.getfixturevalue("garden")) if GARDEN_URL in command \
+        else (SERVE_URL, live)
+    args = [arg.replace(url, server.url) for arg in shlex.split(command)]
+    assert url in command and args[0] == "curl"
     done = subprocess.run(args, capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     if language == "json":

@@ -171,9 +171,8 @@ def test_metrics_are_held_out_scores(trained_models):
 # --- explanations ----------------------------------------------------------------------------
 
 def _iris():
-    iris = load_iris()
-    return served.Model(*artifact.load(ROOT / "model.joblib")), joblib.load(ROOT / "model.joblib"), \
-        iris.data[::7], iris.data[::7]
+    path, rows = ROOT / "model.joblib", load_iris().data[::7]
+    return served.Model(*artifact.load(path)), joblib.load(path), rows, rows
 
 
 def _score(sklearn_model, rows, task_classes: int, k: int):

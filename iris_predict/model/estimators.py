@@ -1,4 +1,4 @@
-"""Fitted linear models and their preprocessing, read from a pickle and computed without scikit-learn.
+"""Fitted linear models and their preprocessing, read from a pickle, computed without scikit-learn.
 
 Importing scikit-learn costs about 0.9 s and 100 MB of memory, nearly all of an
 instance's cold start, and the arithmetic of what train.py fits is a few NumPy
@@ -161,7 +161,7 @@ class Linear:
         """(n, features): each input feature's part of the score of class labels[i] (or of
         the value), relative to the reference row. Binary: class 0's score is taken as the
         negation of class 1's, decision_function's only score."""
-        Z = self.columns.transform(X.copy())
+        Z = self.columns.transform(X)  # reads X, never writes it
         if self.kind == REGRESSION:
             weights = self.coef
         elif self.kind == BINARY:

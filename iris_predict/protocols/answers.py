@@ -29,7 +29,8 @@ class Scores:
     def __init__(self, batch: Batch, model: Model, probabilities: bool = False):
         signature = model.signature
         wants_proba = probabilities and signature.classifier
-        predicted, proba = model.predict(batch.X, wants_proba) if len(batch.X) else ([], None)
+        predicted, proba = model.predict(batch.X, wants_proba, batch.unknown) \
+            if len(batch.X) else ([], None)
         self.explanations = explain(model, batch.X, predicted) if batch.explain else None
         self.predictions = predicted.tolist() if isinstance(predicted, np.ndarray) \
             else list(predicted)

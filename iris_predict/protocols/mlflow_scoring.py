@@ -71,7 +71,7 @@ def parse(payload, request, served: model.Model) -> Batch:
 
 
 def answer(batch: Batch, served: model.Model) -> dict:
-    predicted, _ = served.predict(batch.X, False)
+    predicted, _ = served.predict(batch.X, False, batch.unknown)
     return {"predictions": predicted.tolist()}
 
 

@@ -242,7 +242,10 @@ class _Tensors:
                                      f"input, got {show(shape)}")
             n = shape[0]
             rows.check_rows(n, where)
-            by_name[name] = self._column(tensor, datatype, n, where)
+            column = self._column(tensor, datatype, n, where)
+            if datatype is None:  # BYTES has no null: an empty string is a missing value
+                column = [None if v == "" else v for v in column]
+            by_name[name] = column
         table = [by_name[name] for name in self.signature.names]
         return rows.matrix([list(row) for row in zip(*table)], "inputs", self.signature)
 
@@ -359,7 +362,7 @@ def _outputs(requested, binary_output: bool, given: tuple) -> tuple:
 def answer(batch: Batch, served: model.Model) -> tuple:
     """(the response's JSON header, the binary tensors that follow it, in order)."""
     options = batch.options
-    predicted, proba = served.predict(batch.X, batch.probabilities)
+    predicted, proba = served.predict(batch.X, batch.probabilities, batch.unknown)
     datatype = "INT64" if served.signature.classifier else "FP64"
     tensors = {PREDICT: (datatype, np.asarray(predicted, dtype="<i8" if datatype == "INT64"
                                               else "<f8")),
