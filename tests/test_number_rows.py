@@ -6,12 +6,15 @@ must go the usual way, with the usual answer or refusal.
 """
 
 import json
+import math
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from iris_predict.edge import number_rows
+from iris_predict.model import served as model
+from iris_predict.protocols import rows as rows_module
 from tests.test_parsing import parse_bytes
 
 BOUNDED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -115,3 +118,14 @@ def test_out_of_bounds_numbers_are_refused_showing_the_value_as_sent(client, bod
     reply = client.post("/", content=body, headers=JSON)
     assert reply.status_code == 400
     assert reply.json() == {"error": message}
+
+
+@BOUNDED
+@given(st.lists(st.lists(st.floats(min_value=-1, max_value=101) | st.just(0.0) |
+                         st.just(100.0) | st.sampled_from([math.nan, math.inf, -math.inf]),
+                         min_size=WIDTH, max_size=WIDTH), min_size=1, max_size=40))
+def test_a_matrix_is_inside_the_bounds_exactly_when_every_value_is(rows):
+    """Iris's bounds, greater than 0 and at most 100, checked value by value in Python."""
+    columns = rows_module.columns(model.get().signature)
+    expected = all(0 < v <= 100 for row in rows for v in row)  # False for NaN too
+    assert columns.inside(np.array(rows)) is expected

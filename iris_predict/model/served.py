@@ -123,9 +123,12 @@ class Model:
             return [(i, j, value) for i, row in enumerate(X.tolist())
                     for j, (value, (lo, hi)) in enumerate(zip(row, self.ranges))
                     if not lo <= value <= hi and value == value]  # NaN: missing
-        outside = (X < self.mins) | (X > self.maxs)
-        if not outside.any():
+        # Checked on X's columns side by side (a copy, ~2 us for 1,000 rows): against a column
+        # of bounds NumPy loops over the rows, not over a few features (27 -> 15 us).
+        columns = np.ascontiguousarray(X.T)
+        if not ((columns < self.mins[:, None]) | (columns > self.maxs[:, None])).any():
             return []
+        outside = (X < self.mins) | (X > self.maxs)  # by row, then feature
         rows, cols = np.nonzero(outside)
         return list(zip(rows.tolist(), cols.tolist(), X[rows, cols].tolist()))
 
