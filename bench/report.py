@@ -156,7 +156,7 @@ def pipeline_table(r: dict) -> str:
     warm, cold, peak = r["warm"], r["cold_start"], r["peak_rss_mib"]
     if PIPELINE not in warm:
         return f"{PIPELINE}: not measured"
-    rows = [("one row", "iris-predict (iris)", "train.py pipeline (garden table)", "ratio")]
+    rows = [("one row", "iris-predict (iris)", "train.py pipeline (docs/garden.csv)", "ratio")]
     for label, figure, fmt in (("requests/s, 8 conns", lambda n: warm[n]["rps"], "{:,.0f}"),
                                ("server CPU per request, µs", lambda n: warm[n]["cpu_us"],
                                 "{:.0f}"),

@@ -57,7 +57,7 @@ def test_quick_benchmark_prints_the_tables_and_writes_json_and_chart(tmp_path):
     features = json.loads(PIPELINE_MODEL.with_suffix(".json").read_text())["features"]
     assert {f["type"] for f in features} == {"number", "category"}
     assert "| 1,000-row batches vs (b) decoding, 8 conns" in run.stdout
-    assert "train.py pipeline (garden table)" in run.stdout
+    assert "train.py pipeline (docs/garden.csv)" in run.stdout
     ET.parse(tmp_path / "latest.svg")  # well-formed
     after = committed_chart.stat().st_mtime_ns if committed_chart.exists() else None
     assert after == before  # only a full run redraws the committed chart
