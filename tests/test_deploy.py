@@ -17,7 +17,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.datasets import load_iris
 
 from tests.fake_gcp import FakeGoogleCloud
 from tests.rehearsal import (PROJECT, assert_nothing_left_the_machine, deploy, gcloud_env,
@@ -270,7 +272,10 @@ def test_deploy_prints_the_url_and_passes_its_smoke_test(first_deploy):
     assert [(r.method, r.path) for r in calls] == [("GET", "/fn/iris-predict"),
                                                   ("POST", "/fn/iris-predict")]
     assert all(r.headers["authorization"] == f"Bearer {fake.id_token}" for r in calls)
-    assert calls[1].json() == TUTORIAL
+    # The model's probe rows (probes.py), the first the average training flower.
+    probes = calls[1].json()["instances"]
+    assert len(probes) > 1
+    np.testing.assert_allclose(probes[0], load_iris().data.mean(axis=0), atol=1e-6)
     # Nothing served before, so nothing is recorded for --rollback.
     assert "has no traffic to read (a first deploy?): nothing to record" in result.stderr
     (create,) = fake.calls("POST", CREATE)
