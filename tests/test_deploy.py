@@ -8,16 +8,20 @@ fresh venv and served, as Cloud Build and Cloud Run would. tests/test_canary.py 
 --canary, --promote and --rollback.
 """
 
+import http.server
 import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.datasets import load_iris
 
 from tests.fake_gcp import FakeGoogleCloud
 from tests.rehearsal import (PROJECT, assert_nothing_left_the_machine, deploy, gcloud_env,
@@ -270,7 +274,10 @@ def test_deploy_prints_the_url_and_passes_its_smoke_test(first_deploy):
     assert [(r.method, r.path) for r in calls] == [("GET", "/fn/iris-predict"),
                                                   ("POST", "/fn/iris-predict")]
     assert all(r.headers["authorization"] == f"Bearer {fake.id_token}" for r in calls)
-    assert calls[1].json() == TUTORIAL
+    # The model's probe rows (probes.py), the first the average training flower.
+    probes = calls[1].json()["instances"]
+    assert len(probes) > 1
+    np.testing.assert_allclose(probes[0], load_iris().data.mean(axis=0), atol=1e-6)
     # Nothing served before, so nothing is recorded for --rollback.
     assert "has no traffic to read (a first deploy?): nothing to record" in result.stderr
     (create,) = fake.calls("POST", CREATE)
@@ -395,3 +402,38 @@ def test_failed_smoke_test_fails_the_deploy(cloud, env, token, message):
     assert message in result.stderr
     assert "Smoke test passed" not in result.stdout
     assert_nothing_left_the_machine(cloud)
+
+
+def test_a_function_answering_without_predictions_fails_the_smoke_test(tmp_path):
+    """A deployed function that answers 200 but not the model's probe rows (here, an old
+    build that only knows the tutorial's one-flower answer) fails the deploy."""
+
+    class Old(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self._send({"features": [{"name": "sepal_length"}], "classes": ["setosa"]})
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self._send({"prediction": [0]})
+
+        def _send(self, body):
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Old)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    fake = FakeGoogleCloud(backend=f"http://127.0.0.1:{server.server_port}").start()
+    try:
+        result = deploy({**gcloud_env(fake, tmp_path), "ID_TOKEN": fake.id_token})
+    finally:
+        fake.stop()
+        server.shutdown()
+    assert result.returncode != 0
+    assert "answered no predictions" in result.stderr
