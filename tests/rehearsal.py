@@ -38,7 +38,8 @@ def gcloud_env(fake: FakeGoogleCloud, home: Path, token: bool = True,
         "CLOUDSDK_PROXY_ADDRESS": "127.0.0.1",
         "CLOUDSDK_PROXY_PORT": fake.url.rsplit(":", 1)[1],
     })
-    for api in ("CLOUDFUNCTIONS", "RUN", "SERVICEUSAGE", "CLOUDBUILD", "CLOUDRESOURCEMANAGER"):
+    for api in ("CLOUDFUNCTIONS", "RUN", "SERVICEUSAGE", "CLOUDBUILD", "CLOUDRESOURCEMANAGER",
+                "IAM", "APIGATEWAY", "APIKEYS"):
         env[f"CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"] = fake.url + "/"
     if token:
         (home / "token").write_text("fake-access-token")
