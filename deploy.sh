@@ -548,6 +548,7 @@ rollback() {
 # --- API Gateway: API keys and quotas in front of the private function (docs/gateway.md). ---
 gateway_where=(--location="$REGION" --project="$PROJECT")
 service=""  # the API's managed service, which API keys are restricted to
+spec_dir=""  # where --gateway writes the API config
 switched=false  # whether the gateway serves the new config yet
 
 # Runs a describe command quietly: succeeds if the resource exists. Under --dry-run it prints
@@ -583,7 +584,8 @@ managed_service() {
 
 # The names of the keys labelled $1 that are restricted to the managed service, one a line.
 key_names() {
-  run gcloud services api-keys list --project="$PROJECT" \
+  # --verbosity=error: no warning that the filter's keys are in no key when there is none.
+  run gcloud services api-keys list --project="$PROJECT" --verbosity=error \
     "--filter=displayName=$1 AND restrictions.apiTargets.service=$service" '--format=value(name)'
 }
 
@@ -616,7 +618,7 @@ key_string() {
 }
 
 gateway() {
-  local email="$GATEWAY_ACCOUNT@$PROJECT.iam.gserviceaccount.com" spec_dir config host
+  local email="$GATEWAY_ACCOUNT@$PROJECT.iam.gserviceaccount.com" config host
   local api=(--api="$NAME" --project="$PROJECT")
   step "1. Deploying $NAME private, as a plain deploy does"
   deploy_serving
@@ -629,6 +631,7 @@ gateway() {
   # It prints the whole policy: left out.
   run gcloud functions add-invoker-policy-binding "$NAME" "${where[@]}" \
     --member="serviceAccount:$email" >/dev/null || step_failed
+  # The config's folder stays after a --dry-run, for a look at the config.
   spec_dir="$(mktemp -d)"
   if ! $DRY_RUN; then
     trap 'rm -rf "$spec_dir"' EXIT
