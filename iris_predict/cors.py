@@ -28,7 +28,7 @@ def preflight(origin, allow: str) -> dict:
     if not ("*" in settings.ALLOWED_ORIGINS or _allowed(origin)):
         return {}
     return {"Access-Control-Allow-Methods": allow,
-            "Access-Control-Allow-Headers": "Content-Type, Authorization",
+            "Access-Control-Allow-Headers": "Content-Type, Authorization, X-Api-Key",
             "Access-Control-Max-Age": PREFLIGHT_MAX_AGE}
 
 
