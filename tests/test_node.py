@@ -13,6 +13,7 @@ from harness import ROOT, free_port
 
 NODE_DIR = ROOT / "examples" / "node"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.test-identity-token"
+API_KEY = "AIzaSyTest-api-key-0123456789abcdefghij"  # the shape of a Google API key
 # (flower, its species, what the CLI prints on stderr): one known flower of each species, and
 # the tutorial's flower, whose sepal length is below the training range.
 KNOWN = [(oracle.FLOWERS[species], species, "") for species in oracle.CLASSES]
@@ -184,16 +185,18 @@ CALLS = {  # the module's functions, called with `options`
 }
 
 
-def _headers_received(recorder, how: str, token: str | None) -> dict:
+def _headers_received(recorder, how: str, token: str | None, api_key: str | None = None) -> dict:
     """The headers the recorder got when the client called it as `how` says (lower-case names)."""
     url = f"http://127.0.0.1:{recorder.server_port}"
     recorder.seen.clear()
     if how == "cli":
         done = cli(url, *flower_args(oracle.FLOWERS["setosa"]),
-                   *(["--token", token] if token else []))
+                   *(["--token", token] if token else []),
+                   *(["--api-key", api_key] if api_key else []))
         assert done.returncode == 0, done.stderr
     else:
-        options = {"url": url, **({"token": token} if token else {})}
+        options = {"url": url, **({"token": token} if token else {}),
+                   **({"apiKey": api_key} if api_key else {})}
         run_module(f"const options = {json.dumps(options)};\n"
                    f"await {CALLS[how]};\nconsole.log('{{}}');", url)
     (headers,) = recorder.seen
@@ -208,3 +211,16 @@ def test_a_token_is_sent_as_a_bearer_authorization(recorder, how):
 @pytest.mark.parametrize("how", ["predict", "predictMany", "cli"])
 def test_no_token_no_authorization_header(recorder, how):
     assert "authorization" not in _headers_received(recorder, how, None)
+
+
+@pytest.mark.parametrize("how", ["predict", "predictMany", "cli"])
+def test_an_api_key_is_sent_as_x_api_key_beside_the_token(recorder, how):
+    # What API Gateway reads a key from (docs/gateway.md); the token still goes as before.
+    headers = _headers_received(recorder, how, TOKEN, API_KEY)
+    assert headers["x-api-key"] == API_KEY
+    assert headers["authorization"] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize("how", ["predict", "predictMany", "cli"])
+def test_no_api_key_no_x_api_key_header(recorder, how):
+    assert "x-api-key" not in _headers_received(recorder, how, TOKEN)

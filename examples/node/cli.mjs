@@ -10,7 +10,8 @@ const USAGE = `usage: node cli.mjs --sl CM --sw CM --pl CM --pw CM [--url URL] [
 Prints the predicted species; --json prints the whole answer.
   --sl, --sw, --pl, --pw   sepal length and width, petal length and width, in cm
   --url URL                the function (default ${DEFAULT_URL})
-  --token TOKEN            an identity token, for a deployment that is not public`;
+  --token TOKEN            an identity token, for a deployment that is not public
+  --api-key KEY            an API key, for a deployment behind API Gateway`;
 const FEATURES = ["sl", "sw", "pl", "pw"];
 
 function usageError(message) {
@@ -26,6 +27,7 @@ function readArgs() {
         ...Object.fromEntries(FEATURES.map((name) => [name, { type: "string" }])),
         url: { type: "string", default: DEFAULT_URL },
         token: { type: "string" },
+        "api-key": { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -44,12 +46,13 @@ function readArgs() {
     const text = values[name].trim();
     return [name, text !== "" && Number.isFinite(Number(text)) ? Number(text) : values[name]];
   }));
-  return { measurements, url: values.url, token: values.token, json: values.json };
+  return { measurements, url: values.url, token: values.token, apiKey: values["api-key"],
+           json: values.json };
 }
 
-const { measurements, url, token, json } = readArgs();
+const { measurements, url, token, apiKey, json } = readArgs();
 try {
-  const answer = await predict(measurements, { url, token });
+  const answer = await predict(measurements, { url, token, apiKey });
   if (json) {
     console.log(JSON.stringify(answer, null, 2));
   } else {

@@ -2,6 +2,7 @@
 //
 //   import { predict } from "./iris.mjs";
 //   const { species, probabilities } = await predict({ sl: 5.1, sw: 3.5, pl: 1.4, pw: 0.2 });
+//   // Behind API Gateway (docs/gateway.md): { url: "https://GATEWAY_HOST", apiKey: "AIza..." }
 
 export const DEFAULT_URL = "http://localhost:8080";
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -19,7 +20,8 @@ export class IrisError extends Error {
  * Classify one flower.
  * @param {object} measurements {sl, sw, pl, pw} or {sepal_length, sepal_width, petal_length, petal_width}, in cm
  * @param {object} [options] url (default http://localhost:8080), token (an identity token for a
- *   private deployment), timeoutMs (default 10 s)
+ *   private deployment), apiKey (an API key, sent as x-api-key, for a deployment behind API
+ *   Gateway), timeoutMs (default 10 s)
  * @returns {Promise<{species: string, prediction: number, probabilities: object, warnings: object[]}>}
  *   prediction is the class index; warnings list values outside the training range.
  */
@@ -49,9 +51,12 @@ export async function predictMany(rows, options = {}) {
   }));
 }
 
-async function call(body, { url = DEFAULT_URL, token, timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+async function call(body, {
+  url = DEFAULT_URL, token, apiKey, timeoutMs = DEFAULT_TIMEOUT_MS,
+} = {}) {
   const headers = { "Content-Type": "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
+  if (apiKey) headers["x-api-key"] = apiKey;
   let response;
   try {
     response = await fetch(url, {
@@ -73,7 +78,8 @@ async function call(body, { url = DEFAULT_URL, token, timeoutMs = DEFAULT_TIMEOU
     answer = undefined;  // e.g. a proxy's HTML error page: reported by status below
   }
   if (!response.ok) {
-    const message = answer?.error ?? `HTTP ${response.status} from ${url}`;
+    // API Gateway words its refusals (no key, over quota) as {code, message}.
+    const message = answer?.error ?? answer?.message ?? `HTTP ${response.status} from ${url}`;
     throw new IrisError(message, { status: response.status });
   }
   if (answer === undefined) {
