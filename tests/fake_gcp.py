@@ -867,6 +867,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection = context.wrap_socket(self.connection, server_side=True)
         self.rfile = self.connection.makefile("rb")
         self.wfile = self.connection.makefile("wb")
+        self.close_connection = False  # even after an HTTP/1.0 CONNECT, as Python's client sends
 
     def _handle(self):
         target = urlsplit(self.path)  # absolute when gcloud uses us as its proxy
