@@ -130,6 +130,18 @@ def serving_probe(fake: FakeGoogleCloud) -> dict:
 
 # What the story asks the gateway right after a step, for the tests to read.
 PROBES = {"new key": referrer_probes, "failed config": serving_probe, "redeploy": serving_probe}
+# A BigQuery connection's service account, granted the invoker role as docs/bigquery.md says.
+BIGQUERY = "serviceAccount:bqcx-123456789012-abcd@gcp-sa-bigquery-condel.iam.gserviceaccount.com"
+
+
+def grant_bigquery(fake: FakeGoogleCloud):
+    """What `gcloud functions add-invoker-policy-binding` does for BigQuery (docs/bigquery.md)."""
+    (policy,) = fake.policies.values()
+    policy["bindings"].append({"role": "roles/run.invoker", "members": [BIGQUERY]})
+
+
+# What is done to Google Cloud before a step, besides the story's commands.
+SETUP = {"gateway": grant_bigquery}
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +154,8 @@ def story(live, tmp_path_factory):
                "ID_TOKEN": fake.id_token, **settings}
         if failure:
             fake.fail(*failure)
+        if step in SETUP:
+            SETUP[step](fake)
         start = len(fake.requests)
         result = deploy(env, *args)
         fake.failures.clear()
@@ -206,9 +220,10 @@ def test_gateway_keeps_the_function_private(story):
                 if r.path.endswith(":setIamPolicy")]
     assert {"role": "roles/run.invoker", "members": ["allUsers"]} in grant.json()["policy"][
         "bindings"]  # public until the gateway came
-    # The only one who may invoke it now is the gateway's account, on this service alone.
+    # Who may invoke it now: BigQuery's connection, as before (docs/gateway.md says why it
+    # keeps calling directly), and the gateway's account, on this service alone.
     assert fake.policies == {service: {"etag": "BwYAAAA=", "bindings": [
-        {"role": "roles/run.invoker", "members": [f"serviceAccount:{ACCOUNT}"]}]}}
+        {"role": "roles/run.invoker", "members": [BIGQUERY, f"serviceAccount:{ACCOUNT}"]}]}}
     assert not fake.public(service)
     assert call(function["url"], "POST", TUTORIAL).status == 403
 
