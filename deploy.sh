@@ -550,6 +550,7 @@ gateway_where=(--location="$REGION" --project="$PROJECT")
 service=""  # the API's managed service, which API keys are restricted to
 spec_dir=""  # where --gateway writes the API config
 switched=false  # whether the gateway serves the new config yet
+previous=""  # the config the gateway served before, if it existed
 
 # Runs a describe command quietly: succeeds if the resource exists. Under --dry-run it prints
 # the command and fails, so the plan shows what a first deploy creates.
@@ -564,8 +565,11 @@ step_failed() {
     why="gcloud's message is above"
   fi
   if $switched; then
-    serving="the gateway already serves the new config; gcloud api-gateway gateways update"
-    serving+=" $NAME --api=$NAME --api-config=OLD_CONFIG takes it back"
+    serving="the gateway already serves the new config"
+    if [[ -n "$previous" ]]; then
+      serving+="; gcloud api-gateway gateways update $NAME --api=$NAME --api-config=$previous"
+      serving+=" --location=$REGION --project=$PROJECT takes it back"
+    fi
   fi
   die "'$current_step' failed ($why); the later steps did not run" \
     "and $serving"
@@ -650,7 +654,10 @@ gateway() {
   run gcloud api-gateway api-configs create "$config" "${api[@]}" --openapi-spec="$spec" \
     --backend-auth-service-account="$email" >&2 || step_failed
   step "7. Pointing the gateway $NAME at $config"
-  if exists gcloud api-gateway gateways describe "$NAME" "${gateway_where[@]}"; then
+  # The config it serves now, if it exists (nothing under --dry-run, as for a first deploy).
+  previous="$(run gcloud api-gateway gateways describe "$NAME" "${gateway_where[@]}" \
+    '--format=value(apiConfig.basename())' 2>/dev/null)" || previous=""
+  if [[ -n "$previous" ]]; then
     run gcloud api-gateway gateways update "$NAME" "${api[@]}" --api-config="$config" \
       --location="$REGION" >&2 || step_failed
   else

@@ -15,6 +15,13 @@ that moment. It also plays Cloud Run's front end: /fn/NAME (the function's URL) 
 else only a bearer of the identity token) and forward them to the revision's real local
 functions-framework server. For drift exports (docs/drift.md) it also keeps Cloud Logging's
 sinks and the log entries a test puts in, which `gcloud logging read` lists through a filter.
+
+For `deploy.sh --gateway` (docs/gateway.md) it keeps IAM service accounts, API Gateway's APIs,
+configs and gateways, the services enabled and API keys, and plays each gateway's proxy at its
+host name (NAME-HASH.uc.gateway.dev): a CONNECT to it through the fake is answered over TLS
+with the certificate in `tls`, and each request is checked against the gateway's current
+config (its operation, its API key) and passed to the function with the identity token of the
+config's service account, which the front end accepts only if that account may invoke it.
 """
 
 import base64

@@ -100,6 +100,7 @@ class Step:
 
 # The story: (step, extra environment, deploy.sh's arguments, a failure the fake answers with).
 CONFIG_REFUSED = "Cannot convert to service config: fake_gcp refuses this one"
+ENABLE_REFUSED = "Permission denied to enable service [fake_gcp refuses this one]"
 STORY = [
     ("public deploy", {}, ["--public"], None),
     ("gateway", {}, ["--gateway"], None),
@@ -109,6 +110,7 @@ STORY = [
     ("failed config", {}, ["--gateway", "--quota-per-minute", "5"],
      ("POST", r"/configs$", 400, CONFIG_REFUSED)),
     ("redeploy", {"QUOTA_PER_MINUTE": "5"}, ["--gateway"], None),
+    ("failed enable", {}, ["--gateway"], ("POST", r":enable$", 403, ENABLE_REFUSED)),
     ("revoke", {}, ["--revoke-key", "shop"], None),
     ("revoke again", {}, ["--revoke-key", "shop"], None),
 ]
@@ -129,7 +131,8 @@ def serving_probe(fake: FakeGoogleCloud) -> dict:
 
 
 # What the story asks the gateway right after a step, for the tests to read.
-PROBES = {"new key": referrer_probes, "failed config": serving_probe, "redeploy": serving_probe}
+PROBES = {"new key": referrer_probes, "failed config": serving_probe, "redeploy": serving_probe,
+          "failed enable": serving_probe}
 # A BigQuery connection's service account, granted the invoker role as docs/bigquery.md says.
 BIGQUERY = "serviceAccount:bqcx-123456789012-abcd@gcp-sa-bigquery-condel.iam.gserviceaccount.com"
 
@@ -230,8 +233,7 @@ def test_gateway_keeps_the_function_private(story):
 
 def test_gateway_config_is_made_with_its_service_account(story):
     fake, _ = story
-    first, _ = fake.api_configs.values()
-    assert first["gatewayServiceAccount"] == ACCOUNT
+    assert [c["gatewayServiceAccount"] for c in fake.api_configs.values()] == [ACCOUNT] * 3
     assert ACCOUNT in fake.service_accounts
 
 
@@ -342,7 +344,7 @@ def test_a_failed_config_leaves_the_old_config_serving(story, live):
     assert names[-2:] == [f"GET {APIS}/{NAME}", f"POST {APIS}/{NAME}/configs"]  # then it stopped
     assert [entry for entry in fake.gateway_log if failed.start <= entry[0] < failed.end] == []
     # The gateway kept the first config, and answered with it.
-    first, second = configs(fake)
+    first, second, _ = configs(fake)
     expected = live.call("POST", TUTORIAL).json()
     assert failed.probed == {"config": first, "answer": (200, expected)}
     assert steps["redeploy"].probed == {"config": second, "answer": (200, expected)}
@@ -362,12 +364,29 @@ def test_a_redeploy_points_the_gateway_at_a_new_config(story):
         *ENABLE,
         *SMOKE_UNKEYED, *KEY_LIST, *KEY_STRING, *SMOKE_KEYED,  # the smoke key exists
     ]
-    first, second = configs(fake)
+    first, second, _ = configs(fake)
     assert first != second  # configs are immutable: a new one each deploy
-    assert [entry[2].rsplit("/", 1)[1] for entry in fake.gateway_log] == [first, second]
+    assert [entry[2].rsplit("/", 1)[1] for entry in fake.gateway_log][:2] == [first, second]
     (patch,) = [r for r in fake.requests[redeploy.start:redeploy.end] if r.method == "PATCH"
                 and "/gateways/" in r.path]
     assert patch.query["updateMask"] == ["apiConfig"]
+
+
+def test_a_step_failing_after_the_switch_says_how_to_switch_back(story, live):
+    fake, steps = story
+    failed = steps["failed enable"]
+    assert failed.result.returncode == 1
+    assert ENABLE_REFUSED in failed.result.stderr
+    _, second, third = configs(fake)
+    # The new config serves (the gateway was pointed at it), and the message names the one
+    # before, with the command that goes back to it.
+    assert failed.probed == {"config": third, "answer": (200, live.call("POST", TUTORIAL).json())}
+    assert ("'8. Enabling the API's managed service, which its keys are restricted to' failed "
+            "(gcloud's message is above); the later steps did not run and the gateway already "
+            f"serves the new config; gcloud api-gateway gateways update {NAME} --api={NAME} "
+            f"--api-config={second} --location={REGION} --project={PROJECT} takes it back"
+            in failed.result.stderr)
+    assert "Smoke test passed" not in failed.result.stdout
 
 
 # --- Keys ------------------------------------------------------------------------------------
@@ -469,8 +488,8 @@ def deployed(story) -> list:
     """The configs the story's gateways were given, as gcloud uploaded them, with the quota
     asked for each."""
     fake, _ = story
-    first, second = configs(fake).values()
-    return [(first, 600), (second, 5)]
+    first, second, third = configs(fake).values()
+    return [(first, 600), (second, 5), (third, 600)]
 
 
 def test_config_is_valid_openapi(deployed):
