@@ -55,6 +55,7 @@ GLOBAL = r"projects/[^/]+/locations/global"
 KEYS = r"/v2/projects/(?P<project>[^/]+)/locations/global/keys"
 # What Google appends to an API's managed service name and a gateway's host name.
 GATEWAY_HASH = "0a1b2c3d4e5f6"
+APIGATEWAY_TYPE = "type.googleapis.com/google.cloud.apigateway.v1"
 KEY_ALPHABET = string.ascii_letters + string.digits + "-_"
 # The identity token a gateway's proxy sends its backend: "GATEWAY_TOKEN:ACCOUNT for AUDIENCE".
 GATEWAY_TOKEN = "fake-gateway-identity-token"
@@ -549,10 +550,9 @@ class FakeGoogleCloud:
         kind = target.split("/")[-2].rstrip("s").capitalize().replace("Config", "ApiConfig")
         self.operations[op] = {
             "name": op, "done": True,
-            "metadata": {"@type": "type.googleapis.com/google.cloud.apigateway.v1.OperationMetadata",
-                         "target": target, "verb": verb, "apiVersion": "v1"},
-            "response": {"@type": f"type.googleapis.com/google.cloud.apigateway.v1.{kind}",
-                         **resource}}
+            "metadata": {"@type": f"{APIGATEWAY_TYPE}.OperationMetadata", "target": target,
+                         "verb": verb, "apiVersion": "v1"},
+            "response": {"@type": f"{APIGATEWAY_TYPE}.{kind}", **resource}}
         return {"name": op, "done": False, "metadata": self.operations[op]["metadata"]}
 
     def enable_service(self, request, project, service):
@@ -579,12 +579,6 @@ class FakeGoogleCloud:
                "keyString": "AIza" + "".join(random.choices(KEY_ALPHABET, k=35))}
         self.keys[name] = key
         return 200, self._key_operation(key)
-
-    def get_key(self, request, project, uid):
-        key = self._key(uid)
-        if key is None:
-            return 404, _error(404, f"Key {uid} not found")
-        return 200, _without(key, "keyString")
 
     def get_key_string(self, request, project, uid):
         key = self._key(uid)
@@ -649,7 +643,6 @@ class FakeGoogleCloud:
         ("GET", r"/v1/(?P<name>operations/[^/]+)", get_operation),
         ("GET", KEYS, list_keys),
         ("POST", KEYS, create_key),
-        ("GET", KEYS + r"/(?P<uid>[^/]+)", get_key),
         ("DELETE", KEYS + r"/(?P<uid>[^/]+)", delete_key),
         ("GET", KEYS + r"/(?P<uid>[^/]+)/keyString", get_key_string),
         ("GET", r"/v2/(?P<name>operations/[^/]+)", get_operation),
