@@ -29,6 +29,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ARTIFACTS = ROOT / "artifacts"
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 BAD_LINE = (192, 57, 43)  # style.css --bad-line, #c0392b: a refused field's border
+API_KEY = "AIzaSyTest-browser-key-0123456789abcdefg"  # the shape of a Google API key
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -75,8 +76,9 @@ def page(browser):
     assert not errors, f"script errors on the page: {errors}"
 
 
-def open_page(page, site: str, api: str):
-    page.goto(f"{site}/index.html?api={quote(api, safe='')}")
+def open_page(page, site: str, api: str, key: str | None = None):
+    page.goto(f"{site}/index.html?api={quote(api, safe='')}"
+              + (f"&key={quote(key, safe='')}" if key else ""))
 
 
 def fill(page, flower: dict):
@@ -206,6 +208,36 @@ def test_an_empty_field_is_named_before_calling(page, site, shop):
     expect(page.get_by_role("alert")).to_contain_text("Enter the petal length (cm).")
     expect(page.locator("input[name=petal_length]")).to_be_focused()
     expect(page.locator("input[name=petal_length]")).to_have_attribute("aria-invalid", "true")
+
+
+def calls_to(page, url: str) -> list:
+    """The page's requests to the function at `url` from now on, as Chromium sent them."""
+    requests = []
+    page.on("request", lambda request: requests.append(request)
+            if request.url.startswith(url) else None)
+    return requests
+
+
+def test_an_api_key_goes_in_x_api_key_on_every_call(page, site, shop):
+    # ?key=KEY, as a page calling the function through API Gateway is given (docs/gateway.md).
+    # The header makes every call cross-origin "non-simple": the function's preflight must
+    # allow it, or Chromium blocks the call and the species never shows.
+    requests = calls_to(page, shop.url)
+    open_page(page, site, shop.url, API_KEY)
+    fill(page, SETOSA)
+    page.get_by_role("button", name="Predict species").click()
+    expect(page.locator("#species")).to_have_text("setosa")
+    assert [r.method for r in requests] == ["GET", "POST"]
+    assert [r.all_headers().get("x-api-key") for r in requests] == [API_KEY, API_KEY]
+    assert requests[1].all_headers()["content-type"] == "application/json"
+
+
+def test_no_api_key_no_x_api_key_header(page, site, shop):
+    requests = calls_to(page, shop.url)
+    open_page(page, site, shop.url)
+    expect(page.get_by_role("button", name="Predict species")).to_be_enabled()
+    assert [r.method for r in requests] == ["GET"]
+    assert "x-api-key" not in requests[0].all_headers()
 
 
 def test_a_refused_origin_is_blocked_by_the_browser_and_explained(page, site, shop):
