@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests import oracle
+from tests.models import COLOURS, SOILS
 from harness import ROOT, FunctionServer, free_port
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
@@ -226,7 +227,7 @@ def test_an_api_key_goes_in_x_api_key_on_every_call(page, site, shop):
     open_page(page, site, shop.url, API_KEY)
     fill(page, SETOSA)
     page.get_by_role("button", name="Predict species").click()
-    expect(page.locator("#species")).to_have_text("setosa")
+    expect(page.locator("#answer")).to_have_text("setosa")
     assert [r.method for r in requests] == ["GET", "POST"]
     assert [r.all_headers().get("x-api-key") for r in requests] == [API_KEY, API_KEY]
     assert requests[1].all_headers()["content-type"] == "application/json"
@@ -447,30 +448,21 @@ def test_the_functions_own_url_is_the_page(page, home):
     screenshot(page, "own-url")
 
 
-def trained(name: str, folder) -> tuple:
-    """train.py --csv on one of test_any_model's tables: (model path, header, rows, target)."""
+# The garden table's categories, as tests/models.py draws them.
+CATEGORIES = {"colour": COLOURS, "soil": SOILS}
+
+
+@pytest.fixture(scope="module", params=["garden_kind", "diabetes"])
+def other(request, trained_models):
+    """A model that is not iris, served: the garden's (categories, missing values) or diabetes
+    (regression), trained by tests/models.py; with scikit-learn's own pipeline, the oracle."""
     import csv
-    import subprocess
-    import sys
 
-    from tests.test_any_model import MODELS
-    header, rows, target = MODELS[name]
-    with (folder / f"{name}.csv").open("w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
-    path = folder / "model.joblib"
-    subprocess.run([sys.executable, "train.py", "--csv", str(folder / f"{name}.csv"), "--target",
-                    target, "--output", str(path)], cwd=ROOT, check=True, capture_output=True)
-    return path, header, rows, target
-
-
-@pytest.fixture(scope="module", params=["shop", "diabetes"])
-def other(request, tmp_path_factory):
-    """A model that is not iris, served: the shop's (a category, missing values) or diabetes
-    (regression); with scikit-learn's own pipeline, the oracle."""
     import joblib
-    path, header, rows, target = trained(request.param, tmp_path_factory.mktemp(request.param))
-    with FunctionServer(env={"MODEL_PATH": str(path)}) as server:
-        yield request.param, server, joblib.load(path), header, target
+    trained = trained_models[request.param]
+    header = next(csv.reader(trained.csv.open()))
+    with FunctionServer(env={"MODEL_PATH": str(trained.path)}) as server:
+        yield request.param, server, joblib.load(trained.path), header, trained.target
 
 
 def test_the_page_follows_any_model(page, site, other):
@@ -489,7 +481,7 @@ def test_the_page_follows_any_model(page, site, other):
         if feature["type"] == "category":  # the training categories to pick from, others allowed
             options = page.locator(f"#{field.get_attribute('list')} option")
             assert sorted(options.evaluate_all("os => os.map(o => o.value)")) \
-                == ["blue", "green", "red"]
+                == sorted(CATEGORIES[feature["name"]])
             row[feature["name"]] = "purple"  # never seen in training: a warning
         else:
             low, high = feature["min"], feature["max"]

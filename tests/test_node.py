@@ -254,16 +254,16 @@ def test_no_token_no_authorization_header(recorder, how):
         assert "authorization" not in headers
 
 
-@pytest.fixture(scope="module", params=["shop", "diabetes"])
-def other(request, tmp_path_factory):
-    """A model that is not iris, trained by train.py --csv and served (tests/test_browser.py)."""
+@pytest.fixture(scope="module", params=["garden_kind", "diabetes"])
+def other(request, trained_models):
+    """A model that is not iris, trained by train.py --csv (tests/models.py) and served."""
     import joblib
 
     from harness import FunctionServer
-    from tests.test_browser import trained
-    path, header, rows, target = trained(request.param, tmp_path_factory.mktemp(request.param))
-    with FunctionServer(env={"MODEL_PATH": str(path)}) as server:
-        yield server, joblib.load(path), [h for h in header if h != target], target
+    trained = trained_models[request.param]
+    features = [f["name"] for f in trained.metadata["features"]]
+    with FunctionServer(env={"MODEL_PATH": str(trained.path)}) as server:
+        yield server, joblib.load(trained.path), features, trained.target
 
 
 def test_the_client_and_cli_follow_any_model(other):
