@@ -233,8 +233,11 @@ def test_a_slow_body_after_complete_headers_gets_the_body_408_and_its_connection
         assert data.startswith(b"HTTP/1.1 408 "), "no 408 for the slow body"
         sock.settimeout(10)
         rest = b""
-        while chunk := sock.recv(4096):  # the server closes: recv() sees the end
-            rest += chunk
+        try:
+            while chunk := sock.recv(4096):  # the server closes: recv() sees the end
+                rest += chunk
+        except TimeoutError:
+            pytest.fail("the connection stayed open after the body's 408")
     assert json.loads((data + rest).partition(b"\r\n\r\n")[2])["error"].startswith(
         "request body not received")
 
@@ -249,6 +252,7 @@ def test_an_answered_get_whose_body_trickles_on_is_closed_at_the_body_deadline(b
         sock.settimeout(10)
         assert sock.recv(1 << 16).startswith(b"HTTP/1.1 200 ")  # the metadata, at once
         ended = _dribble_until_closed(socks, give_up_s=BODY_TIMEOUT_S + 30)
+    assert ended != [None], "the answered GET's trickling body kept its connection open"
     [(end, data)] = ended
     assert end - sent[0] >= BODY_TIMEOUT_S - TIMER_GRAIN_S
     assert data == b""  # closed: no second answer after the first
