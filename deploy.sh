@@ -31,7 +31,7 @@ Options (each also read from the environment variable in brackets; flag wins):
   --name NAME            function name [FUNCTION_NAME] (iris-predict)
   --project ID           Google Cloud project [CLOUDSDK_CORE_PROJECT] (gcloud's configured project)
   --region REGION        region [REGION] (us-central1)
-  --runtime RUNTIME      runtime [RUNTIME] (python311, the Python the tests run on)
+  --runtime RUNTIME      runtime [RUNTIME] (python313; the tests run on python311-313)
   --memory SIZE          memory per instance [MEMORY] (512Mi)
   --cpu N                CPUs per instance [CPU] (1)
   --concurrency N        requests per instance at once [CONCURRENCY] (32)
@@ -85,7 +85,7 @@ PROBES='{"instances": [[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.5, 3.0, 5.
 NAME="${FUNCTION_NAME:-iris-predict}"
 PROJECT="${CLOUDSDK_CORE_PROJECT:-}"
 REGION="${REGION:-us-central1}"
-RUNTIME="${RUNTIME:-python311}"
+RUNTIME="${RUNTIME:-python313}"
 MEMORY="${MEMORY:-512Mi}"
 CPU="${CPU:-1}"
 CONCURRENCY="${CONCURRENCY:-32}"  # measured on one CPU: docs/performance.md "Concurrency"
