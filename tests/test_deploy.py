@@ -34,7 +34,7 @@ IAM = r":setIamPolicy$"
 # What the function needs at run time, and so exactly what must be uploaded.
 RUNTIME_FILES = sorted(["main.py", "requirements.txt", "model.joblib", "model.json",
                         *(f"iris_predict/{p.name}" for p in ROOT.glob("iris_predict/*.py"))])
-SHELL_SCRIPTS = [ROOT / "deploy.sh", ROOT / ".ci" / "run"]
+SHELL_SCRIPTS = [ROOT / "deploy.sh", ROOT / ".ci" / "run", ROOT / ".ci" / "newest"]
 TOOLS_BUT_GCLOUD = ["bash", "dirname", "sed", "curl"]
 
 DEFAULT_SERVICE_CONFIG = {
