@@ -6,7 +6,9 @@ PORT ?= 8080
 VENV := .venv
 BIN := $(VENV)/bin
 # Every requirements file pins each package with its hashes; pip refuses any other file.
-PIP_INSTALL := $(BIN)/python -m pip install --quiet --require-hashes
+# No bytecode at install: Python compiles what is imported when it is first imported, and
+# serving imports a small part of what is installed (never scikit-learn or SciPy).
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --require-hashes --no-compile
 # pyenv's shims run only the versions pyenv has selected: let PYTHON=python3.13 find any
 # version pyenv has installed, the selected ones first (python3 stays what it was).
 ifeq ($(origin PYENV_VERSION),undefined)

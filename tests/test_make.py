@@ -52,7 +52,7 @@ def test_make_serve_installs_the_runtime_alone():
     plan = subprocess.run(["make", "-n", "-B", "serve", f"PYTHON={sys.executable}"], cwd=ROOT,
                           capture_output=True, text=True, check=True).stdout
     installs = [line for line in plan.splitlines() if "pip install" in line]
-    assert installs == [".venv/bin/python -m pip install --quiet --require-hashes "
+    assert installs == [".venv/bin/python -m pip install --quiet --require-hashes --no-compile "
                         "-r requirements.txt"]
 
 
