@@ -12,7 +12,8 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --require-hashes --no-compil
 # pyenv's shims run only the versions pyenv has selected: let PYTHON=python3.13 find any
 # version pyenv has installed, the selected ones first (python3 stays what it was).
 ifeq ($(origin PYENV_VERSION),undefined)
-PYENV_VERSIONS := $(strip $(shell pyenv version-name 2>/dev/null) $(shell pyenv versions --bare 2>/dev/null))
+PYENV_VERSIONS := $(strip $(shell pyenv version-name 2>/dev/null) \
+	$(shell pyenv versions --bare 2>/dev/null))
 ifneq ($(PYENV_VERSIONS),)
 export PYENV_VERSION := $(subst $() ,:,$(PYENV_VERSIONS))
 endif

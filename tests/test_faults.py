@@ -178,7 +178,7 @@ def test_slowloris_connections_neither_starve_the_server_nor_outlive_the_deadlin
 
 
 # --- slow bodies after complete headers ---------------------------------------------------
-BODY_TIMEOUT_S = 5  # BODY_TIMEOUT_SECONDS, apart from HEADER_TIMEOUT_S so the two cannot be confused
+BODY_TIMEOUT_S = 5  # BODY_TIMEOUT_SECONDS; not HEADER_TIMEOUT_S, so the two cannot be confused
 SLOW_BODIES = 64
 SLOW_BODY_LENGTH = 100_000  # announced, never sent: dribbling sends at most a few hundred bytes
 
