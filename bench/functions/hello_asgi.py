@@ -1,7 +1,7 @@
 """Reference (b): a hello world on functions-framework's ASGI path, on the function's stack.
 
 The function serves with gunicorn, the uvicorn worker, httptools and uvloop
-(iris_predict/server.py names them); so does this. HELLO_STACK measures what
+(iris_predict/edge/server.py names them); so does this. HELLO_STACK measures what
 each part is worth: another HTTP parser and event loop ("h11,asyncio",
 "httptools,asyncio"), or "protocol": the function's own tuned protocol
 (iris_predict.server.tune: header deadline, the framework's refusals routed).
