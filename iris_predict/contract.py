@@ -16,6 +16,7 @@ import math
 import re
 import sys
 
+from iris_predict.edge import cors
 from iris_predict.model import signature as sig
 
 SERVER_NAME = "iris-predict"
@@ -765,7 +766,7 @@ def _preflight() -> dict:
                 "Access-Control-Allow-Origin": {"schema": {"type": "string"}},
                 "Access-Control-Allow-Methods": {"schema": {"type": "string", "const": allow}},
                 "Access-Control-Allow-Headers": {"schema": {
-                    "type": "string", "const": "Content-Type, Authorization"}},
+                    "type": "string", "const": cors.ALLOWED_HEADERS}},
                 "Access-Control-Max-Age": {"schema": {"type": "string",
                                                       "pattern": "^[0-9]+$"}}}}},
     }

@@ -54,6 +54,13 @@ MAX_BATCH_ROWS = _positive_int("MAX_BATCH_ROWS", 10_000)
 # 408; slow-header (slowloris) clients cannot hold connections longer.
 HEADER_TIMEOUT_SECONDS = _positive_int("HEADER_TIMEOUT_SECONDS", 10)
 
+# Seconds a request's body may take to arrive, from the end of its headers, before the
+# request gets a JSON 408 and its connection is closed; slow-body clients cannot hold
+# connections longer. 30 s lets the largest body (MAX_BODY_BYTES, 2 MiB) arrive at about
+# 560 kbit/s and still leaves half of Cloud Run's 60 s request timeout (deploy.sh
+# --timeout) for the answer, so a late body is told why instead of meeting a bare 504.
+BODY_TIMEOUT_SECONDS = _positive_int("BODY_TIMEOUT_SECONDS", 30)
+
 # The Google Cloud project, so request log lines link to their trace
 # (projects/<project>/traces/<id>); empty leaves the trace link out.
 GOOGLE_CLOUD_PROJECT = os.environ.get("GOOGLE_CLOUD_PROJECT", "").strip()

@@ -15,12 +15,22 @@ that moment. It also plays Cloud Run's front end: /fn/NAME (the function's URL) 
 else only a bearer of the identity token) and forward them to the revision's real local
 functions-framework server. For drift exports (docs/drift.md) it also keeps Cloud Logging's
 sinks and the log entries a test puts in, which `gcloud logging read` lists through a filter.
+
+For `deploy.sh --gateway` (docs/gateway.md) it keeps IAM service accounts, API Gateway's APIs,
+configs and gateways, the services enabled and API keys, and plays each gateway's proxy at its
+host name (NAME-HASH.uc.gateway.dev): a CONNECT to it through the fake is answered over TLS
+with the certificate in `tls`, and each request is checked against the gateway's current
+config (its operation, its API key) and passed to the function with the identity token of the
+config's service account, which the front end accepts only if that account may invoke it.
 """
 
+import base64
+import fnmatch
 import http.client
 import json
 import random
 import re
+import ssl
 import string
 import threading
 import uuid
@@ -28,6 +38,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+import yaml
 
 INVOKER = "roles/run.invoker"
 PROJECT_NUMBER = "123456789012"
@@ -38,6 +50,18 @@ RUNTIMES = ["python310", "python311", "python312", "python313", "nodejs20", "nod
 FUNCTION = r"/v2/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/functions"
 KNATIVE = r"/apis/serving\.knative\.dev/v1/namespaces/(?P<project>[^/]+)"
 SERVICE_LABEL = "serving.knative.dev/service"
+LOCATION = r"projects/[^/]+/locations/[^/]+"
+GLOBAL = r"projects/[^/]+/locations/global"
+KEYS = r"/v2/projects/(?P<project>[^/]+)/locations/global/keys"
+# What Google appends to an API's managed service name and a gateway's host name.
+GATEWAY_HASH = "0a1b2c3d4e5f6"
+APIGATEWAY_TYPE = "type.googleapis.com/google.cloud.apigateway.v1"
+KEY_ALPHABET = string.ascii_letters + string.digits + "-_"
+# The identity token a gateway's proxy sends its backend: "GATEWAY_TOKEN:ACCOUNT for AUDIENCE".
+GATEWAY_TOKEN = "fake-gateway-identity-token"
+UNREGISTERED = ("Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call "
+                "this API.")
 # Cloud Run writes a tag's URL as TAG---HOST; the fake's front end reads it from the path.
 TAG_SEPARATOR = "---"
 # The fake's clock: revision n is created n minutes after it, so their order is plain.
@@ -132,6 +156,16 @@ class FakeGoogleCloud:
     sinks: dict = field(default_factory=dict)  # sink name -> LogSink
     entries: list = field(default_factory=list)  # LogEntry objects, as Cloud Logging holds them
     failures: list = field(default_factory=list)
+    # API Gateway (docs/gateway.md): its service accounts, APIs, configs, gateways, API keys
+    service_accounts: dict = field(default_factory=dict)  # email -> ServiceAccount
+    apis: dict = field(default_factory=dict)  # relative name -> Api
+    api_configs: dict = field(default_factory=dict)  # relative name -> ApiConfig
+    gateways: dict = field(default_factory=dict)  # relative name -> Gateway
+    enabled: set = field(default_factory=set)  # services enabled in the project
+    keys: dict = field(default_factory=dict)  # relative name -> Key (with its keyString)
+    # (index in `requests` of the request that changed it, gateway name, its config) at each change
+    gateway_log: list = field(default_factory=list)
+    tls: tuple = ()  # (certificate file, key file) the gateways' HTTPS answers with
     url: str = ""
 
     def start(self):
@@ -161,7 +195,17 @@ class FakeGoogleCloud:
 
     def foreign(self) -> list:
         """Requests meant for any host other than this fake."""
-        return [r for r in self.requests if not _is_fake_host(r.host, self.url)]
+        return [r for r in self.requests if not self.owns(r.host)]
+
+    def owns(self, host: str) -> bool:
+        """Whether this fake answers for the host: its own, or one of its gateways' (HOST:443
+        as a CONNECT names it)."""
+        return _is_fake_host(host, self.url) or self.gateway_at(host) is not None
+
+    def gateway_at(self, host: str) -> dict | None:
+        """The gateway whose default host name this is, if any."""
+        host = host.removesuffix(":443")
+        return next((g for g in self.gateways.values() if g["defaultHostname"] == host), None)
 
     def unhandled(self) -> list:
         """Requests the fake did not know how to answer."""
@@ -415,6 +459,152 @@ class FakeGoogleCloud:
             return 400, _error(400, str(e))
         return 200, {"entries": sorted(found, key=lambda e: e["timestamp"], reverse=True)}
 
+    # --- IAM service accounts, API Gateway, Service Usage and API keys ---------------------
+
+    def get_account(self, request, project, email):
+        if email not in self.service_accounts:
+            return 404, _error(404, f"Unknown service account {email}")
+        return 200, self.service_accounts[email]
+
+    def create_account(self, request, project):
+        body = request.json()
+        email = f"{body['accountId']}@{project}.iam.gserviceaccount.com"
+        if email in self.service_accounts:
+            return 409, _error(409, f"Service account {body['accountId']} already exists")
+        self.service_accounts[email] = {
+            "name": f"projects/{project}/serviceAccounts/{email}", "projectId": project,
+            "email": email, "uniqueId": str(10**20 + len(self.service_accounts)),
+            "displayName": body.get("serviceAccount", {}).get("displayName", "")}
+        return 200, self.service_accounts[email]
+
+    def get_api(self, request, name):
+        return self._get(self.apis, name)
+
+    def create_api(self, request, parent):
+        api_id = request.query["apiId"][0]
+        project = parent.split("/")[1]
+        return self._create(self.apis, f"{parent}/apis/{api_id}", {
+            "displayName": api_id, "state": "ACTIVE",
+            "managedService": f"{api_id}-{GATEWAY_HASH}.apigateway.{project}.cloud.goog"})
+
+    def get_api_config(self, request, name):
+        return self._get(self.api_configs, name)
+
+    def create_api_config(self, request, parent):
+        body = request.json()
+        api = self.apis.get(parent.rsplit("/configs", 1)[0])
+        if api is None:
+            return 404, _error(404, f"Resource '{parent}' was not found")
+        for document in body.get("openapiDocuments", []):
+            try:
+                _openapi(document)
+            except ValueError as e:
+                return 400, _error(400, f"Cannot convert to service config: {e}")
+        body.update(state="ACTIVE", serviceConfigId=f"{request.query['apiConfigId'][0]}-0")
+        return self._create(self.api_configs, f"{parent}/{request.query['apiConfigId'][0]}",
+                            body)
+
+    def get_gateway(self, request, name):
+        return self._get(self.gateways, name)
+
+    def create_gateway(self, request, parent):
+        gateway_id = request.query["gatewayId"][0]
+        name = f"{parent}/gateways/{gateway_id}"
+        region = parent.rsplit("/", 1)[1]
+        body = request.json()
+        if body.get("apiConfig") not in self.api_configs:
+            return 400, _error(400, f"API config {body.get('apiConfig')} does not exist")
+        body.update(state="ACTIVE", defaultHostname=_gateway_host(gateway_id, region))
+        answer = self._create(self.gateways, name, body)
+        self.gateway_log.append((len(self.requests) - 1, name, body["apiConfig"]))
+        return answer
+
+    def patch_gateway(self, request, name):
+        if name not in self.gateways:
+            return 404, _error(404, f"Resource '{name}' was not found")
+        body = request.json()
+        gateway = dict(self.gateways[name])
+        for path in request.query["updateMask"][0].split(","):
+            _copy_field(body, gateway, [_camel(part) for part in path.split(".")])
+        if gateway.get("apiConfig") not in self.api_configs:
+            return 400, _error(400, f"API config {gateway.get('apiConfig')} does not exist")
+        self.gateways[name] = gateway
+        self.gateway_log.append((len(self.requests) - 1, name, gateway["apiConfig"]))
+        return 200, self._operation(name.split("/")[1], name, "update", gateway)
+
+    def _get(self, store: dict, name: str):
+        if name not in store:
+            return 404, _error(404, f"Resource '{name}' was not found")
+        return 200, store[name]
+
+    def _create(self, store: dict, name: str, resource: dict):
+        if name in store:
+            return 409, _error(409, f"Resource '{name}' already exists")
+        resource.update(name=name, createTime=_timestamp(EPOCH), updateTime=_timestamp(EPOCH))
+        store[name] = resource
+        return 200, self._operation(name.split("/")[1], name, "create", resource)
+
+    def _operation(self, project: str, target: str, verb: str, resource: dict) -> dict:
+        """An API Gateway long-running operation, done at once."""
+        op = f"projects/{project}/locations/global/operations/operation-{uuid.uuid4()}"
+        kind = target.split("/")[-2].rstrip("s").capitalize().replace("Config", "ApiConfig")
+        self.operations[op] = {
+            "name": op, "done": True,
+            "metadata": {"@type": f"{APIGATEWAY_TYPE}.OperationMetadata", "target": target,
+                         "verb": verb, "apiVersion": "v1"},
+            "response": {"@type": f"{APIGATEWAY_TYPE}.{kind}", **resource}}
+        return {"name": op, "done": False, "metadata": self.operations[op]["metadata"]}
+
+    def enable_service(self, request, project, service):
+        self.enabled.add(service)
+        op = f"operations/acf.p2-{uuid.uuid4()}"
+        self.operations[op] = {
+            "name": op, "done": True,
+            "response": {"@type": "type.googleapis.com/google.api.serviceusage.v1"
+                                  ".EnableServiceResponse",
+                         "service": {"name": f"projects/{PROJECT_NUMBER}/services/{service}",
+                                     "state": "ENABLED"}}}
+        return 200, {"name": op}
+
+    def list_keys(self, request, project):
+        return 200, {"keys": [_without(key, "keyString") for key in self.keys.values()]}
+
+    def create_key(self, request, project):
+        uid = str(uuid.uuid4())
+        name = f"projects/{PROJECT_NUMBER}/locations/global/keys/{uid}"
+        body = request.json()
+        key = {"name": name, "uid": uid, "displayName": body.get("displayName", ""),
+               "restrictions": body.get("restrictions", {}), "etag": f'W/"{uid[:8]}"',
+               "createTime": _timestamp(EPOCH), "updateTime": _timestamp(EPOCH),
+               "keyString": "AIza" + "".join(random.choices(KEY_ALPHABET, k=35))}
+        self.keys[name] = key
+        return 200, self._key_operation(key)
+
+    def get_key_string(self, request, project, uid):
+        key = self._key(uid)
+        if key is None:
+            return 404, _error(404, f"Key {uid} not found")
+        return 200, {"keyString": key["keyString"]}
+
+    def delete_key(self, request, project, uid):
+        key = self._key(uid)
+        if key is None:
+            return 404, _error(404, f"Key {uid} not found")
+        del self.keys[key["name"]]
+        return 200, self._key_operation(key)
+
+    def _key(self, uid: str) -> dict | None:
+        return next((key for key in self.keys.values() if key["uid"] == uid), None)
+
+    def _key_operation(self, key: dict) -> dict:
+        op = f"operations/akmf.p7-{uuid.uuid4()}"
+        self.operations[op] = {
+            "name": op, "done": True,
+            "response": {"@type": "type.googleapis.com/google.api.apikeys.v2.Key",
+                         **_without(key, "keyString")}}
+        return {"name": op}
+
+
     ROUTES = [
         ("GET", FUNCTION + r"/(?P<name>[^/:]+)", get_function),
         ("PATCH", FUNCTION + r"/(?P<name>[^/:]+)", patch_function),
@@ -438,6 +628,24 @@ class FakeGoogleCloud:
         ("POST", r"/v2/projects/(?P<project>[^/]+)/sinks", create_sink),
         ("GET", r"/v2/projects/(?P<project>[^/]+)/sinks/(?P<name>[^/]+)", get_sink),
         ("POST", r"/v2/entries:list", list_entries),
+        ("GET", r"/v1/projects/(?P<project>[^/]+)/serviceAccounts/(?P<email>[^/]+)", get_account),
+        ("POST", r"/v1/projects/(?P<project>[^/]+)/serviceAccounts", create_account),
+        ("GET", r"/v1/(?P<name>" + GLOBAL + r"/apis/[^/]+)", get_api),
+        ("POST", r"/v1/(?P<parent>" + GLOBAL + r")/apis", create_api),
+        ("GET", r"/v1/(?P<name>" + GLOBAL + r"/apis/[^/]+/configs/[^/]+)", get_api_config),
+        ("POST", r"/v1/(?P<parent>" + GLOBAL + r"/apis/[^/]+/configs)", create_api_config),
+        ("GET", r"/v1/(?P<name>" + LOCATION + r"/gateways/[^/]+)", get_gateway),
+        ("PATCH", r"/v1/(?P<name>" + LOCATION + r"/gateways/[^/]+)", patch_gateway),
+        ("POST", r"/v1/(?P<parent>" + LOCATION + r")/gateways", create_gateway),
+        ("GET", r"/v1/(?P<name>" + GLOBAL + r"/operations/[^/]+)", get_operation),
+        ("POST", r"/v1/projects/(?P<project>[^/]+)/services/(?P<service>[^/:]+):enable",
+         enable_service),
+        ("GET", r"/v1/(?P<name>operations/[^/]+)", get_operation),
+        ("GET", KEYS, list_keys),
+        ("POST", KEYS, create_key),
+        ("DELETE", KEYS + r"/(?P<uid>[^/]+)", delete_key),
+        ("GET", KEYS + r"/(?P<uid>[^/]+)/keyString", get_key_string),
+        ("GET", r"/v2/(?P<name>operations/[^/]+)", get_operation),
     ]
 
     # --- Cloud Run's front end for the deployed function ----------------------------------
@@ -447,6 +655,17 @@ class FakeGoogleCloud:
         return any(b["role"] == INVOKER and "allUsers" in b.get("members", [])
                    for b in self.policies.get(service, {}).get("bindings", []))
 
+    def invoker_token(self, service: str, url: str, authorization: str | None) -> bool:
+        """Whether the caller bears a gateway's identity token for this URL (its JWT audience)
+        and that gateway's service account may invoke the service."""
+        prefix = f"Bearer {GATEWAY_TOKEN}:"
+        if not (authorization or "").startswith(prefix):
+            return False
+        account, _, audience = authorization.removeprefix(prefix).partition(" for ")
+        members = [m for b in self.policies.get(service, {}).get("bindings", [])
+                   if b["role"] == INVOKER for m in b.get("members", [])]
+        return audience == url and f"serviceAccount:{account}" in members
+
     def destination(self, name: str, authorization: str | None):
         """(status, backend URL) for a call to /fn/NAME or /fn/TAG---NAME: 403 unless allUsers
         may invoke or the caller bears the identity token, 404 for an unknown name or tag."""
@@ -454,7 +673,8 @@ class FakeGoogleCloud:
         for key, function in self.functions.items():
             if key.endswith(f"/functions/{function_name}"):
                 service_key = function["serviceConfig"]["service"]
-                if not (self.public(service_key) or authorization == f"Bearer {self.id_token}"):
+                if not (self.public(service_key) or authorization == f"Bearer {self.id_token}"
+                        or self.invoker_token(service_key, function["url"], authorization)):
                     return 403, ""
                 service = self.services[service_key]
                 revision = service.tagged(tag) if tag else service.serving()
@@ -462,6 +682,74 @@ class FakeGoogleCloud:
                     return 404, ""
                 return 200, service.revision(revision).backend
         return 404, ""
+
+    # --- API Gateway's proxy: what Google runs at a gateway's host name -------------------
+    # It enforces what the rehearsal can check here: the operation is in the config, an API
+    # key of this project restricted as the key says, and the backend called with the
+    # config's service account. Quotas are counted by Google's Service Control: not here.
+
+    def through_gateway(self, request: Request):
+        """(status, headers, body) of a request to a gateway, as its current config says."""
+        gateway = self.gateway_at(request.host)
+        config = self.api_configs[gateway["apiConfig"]]
+        spec = _openapi(config["openapiDocuments"][0])
+        operation = _operation_for(spec, request.method, request.path)
+        if operation is None:
+            return _gateway_error(404, "NOT_FOUND", "The current request is not defined by "
+                                                    "this API.")
+        service = self.apis[gateway["apiConfig"].split("/configs/")[0]]["managedService"]
+        if operation.get("security", spec.get("security", [])):
+            refusal = self._check_key(request, spec, service, operation)
+            if refusal:
+                return refusal
+        management = spec["x-google-api-management"]
+        backend = management["backends"][operation.get("x-google-backend",
+                                                       spec["x-google-backend"])]
+        audience = backend.get("jwtAudience", backend["address"])
+        token = f"Bearer {GATEWAY_TOKEN}:{config['gatewayServiceAccount']} for {audience}"
+        target = urlsplit(backend["address"].rstrip("/") + request.path)
+        headers = {k: v for k, v in request.headers.items()
+                   if k not in ("host", "authorization", "connection", "x-api-key")}
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+        try:
+            query = "&".join(f"{k}={v}" for k, values in request.query.items() for v in values)
+            conn.request(request.method, target.path + (f"?{query}" if query else ""),
+                         body=request.body or None, headers={**headers, "authorization": token})
+            reply = conn.getresponse()
+            return reply.status, reply.getheaders(), reply.read()
+        finally:
+            conn.close()
+
+    def _check_key(self, request: Request, spec: dict, service: str, operation: dict):
+        """The gateway's refusal of this request's API key, or None if the key may call."""
+        schemes = spec.get("components", {}).get("securitySchemes", {})
+        names = [name for requirement in operation.get("security", spec.get("security", []))
+                 for name in requirement]
+        given = None
+        for scheme in (schemes[name] for name in names):
+            given = given or (request.headers.get(scheme["name"].lower())
+                              if scheme["in"] == "header"
+                              else request.query.get(scheme["name"], [None])[0])
+        if not given:
+            return _gateway_error(401, "UNAUTHENTICATED", UNREGISTERED)
+        key = next((k for k in self.keys.values() if k["keyString"] == given), None)
+        if key is None:
+            return _gateway_error(400, "INVALID_ARGUMENT",
+                                  "API key not valid. Please pass a valid API key.")
+        if service not in self.enabled:
+            return _gateway_error(403, "PERMISSION_DENIED",
+                                  f"API {service} is not enabled for the project.")
+        restrictions = key.get("restrictions", {})
+        targets = [t["service"] for t in restrictions.get("apiTargets", [])]
+        if targets and service not in targets:
+            return _gateway_error(403, "PERMISSION_DENIED", f"Requests to this API {service} "
+                                  f"method {operation['operationId']} are blocked.")
+        referrers = restrictions.get("browserKeyRestrictions", {}).get("allowedReferrers")
+        referer = request.headers.get("referer", "")
+        if referrers and not any(fnmatch.fnmatchcase(referer, p) for p in referrers):
+            return _gateway_error(403, "PERMISSION_DENIED",
+                                  f"Requests from referer {referer or '<empty>'} are blocked.")
+        return None
 
 
 # One comparison of Cloud Logging's query language: a field path, = or >=, a quoted value.
@@ -500,6 +788,42 @@ def _copy_field(source: dict, target: dict, path: list):
         target.pop(path[-1], None)
 
 
+def _operation_for(spec: dict, method: str, path: str) -> dict | None:
+    """The config's operation for this method and path (its templates match one segment)."""
+    for template, item in spec.get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path) and method.lower() in item:
+            return item[method.lower()]
+    return None
+
+
+def _gateway_error(status: int, code: str, message: str):
+    """A refusal as Google's gateway proxy words it."""
+    body = json.dumps({"code": status, "message": f"{code}:{message}"}).encode()
+    return status, [("Content-Type", "application/json")], body
+
+
+def _without(resource: dict, key: str) -> dict:
+    return {k: v for k, v in resource.items() if k != key}
+
+
+def _gateway_host(gateway_id: str, region: str) -> str:
+    """A gateway's host name as Google makes it: us-central1 is "uc", europe-west1 "ew"."""
+    code = "".join(part[0] for part in region.rstrip("0123456789").split("-"))
+    return f"{gateway_id}-{GATEWAY_HASH}.{code}.gateway.dev"
+
+
+def _openapi(document: dict) -> dict:
+    """An API config's OpenAPI document, as gcloud uploads it (base64 YAML or JSON)."""
+    try:
+        spec = yaml.safe_load(base64.b64decode(document["document"]["contents"]))
+    except (KeyError, ValueError, yaml.YAMLError) as e:
+        raise ValueError(f"unreadable OpenAPI document ({e})") from e
+    if not isinstance(spec, dict) or "x-google-api-management" not in spec:
+        raise ValueError("the document has no x-google-api-management")
+    return spec
+
+
 def _timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -528,9 +852,22 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_CONNECT(self):
-        """A tunnel to a real host (HTTPS through the proxy): recorded and refused."""
-        self.state.requests.append(Request("CONNECT", self.path, "", {}, {}, b"", handled=False))
-        self._send(403, {"error": f"fake_gcp refuses to connect to {self.path}"})
+        """A tunnel to a real host (HTTPS through the proxy): recorded and refused, unless it
+        is one of the fake's gateways, whose HTTPS the fake then answers itself."""
+        gateway = self.state.gateway_at(self.path)
+        self.state.requests.append(Request("CONNECT", self.path, "", {}, {}, b"",
+                                           handled=gateway is not None))
+        if gateway is None or not self.state.tls:
+            return self._send(403, {"error": f"fake_gcp refuses to connect to {self.path}"})
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*self.state.tls)
+        # The requests that follow on this connection come through TLS.
+        self.connection = context.wrap_socket(self.connection, server_side=True)
+        self.rfile = self.connection.makefile("rb")
+        self.wfile = self.connection.makefile("wb")
+        self.close_connection = False  # even after an HTTP/1.0 CONNECT, as Python's client sends
 
     def _handle(self):
         target = urlsplit(self.path)  # absolute when gcloud uses us as its proxy
@@ -540,6 +877,8 @@ class _Handler(BaseHTTPRequestHandler):
                           {k.lower(): v for k, v in self.headers.items()},
                           self.rfile.read(length) if length else b"")
         self.state.requests.append(request)
+        if self.state.gateway_at(host) is not None:
+            return self._reply(*self.state.through_gateway(request))
         if not _is_fake_host(host, self.state.url):
             request.handled = False
             return self._send(502, {"error": f"fake_gcp does not serve {host}"})
@@ -576,8 +915,12 @@ class _Handler(BaseHTTPRequestHandler):
             body = reply.read()
         finally:
             conn.close()
-        self.send_response(reply.status)
-        for key, value in reply.getheaders():
+        self._reply(reply.status, reply.getheaders(), body)
+
+    def _reply(self, status: int, headers: list, body: bytes):
+        """Pass on an answer from elsewhere, with its own headers but hop-by-hop ones."""
+        self.send_response(status)
+        for key, value in headers:
             if key.lower() not in ("content-length", "connection", "transfer-encoding",
                                    "date", "server"):
                 self.send_header(key, value)

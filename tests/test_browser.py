@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests import oracle
+from tests.models import COLOURS, SOILS
 from harness import ROOT, FunctionServer, free_port
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
@@ -29,6 +30,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ARTIFACTS = ROOT / "artifacts"
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 BAD_LINE = (192, 57, 43)  # style.css --bad-line, #c0392b: a refused field's border
+API_KEY = "AIzaSyTest-browser-key-0123456789abcdefg"  # the shape of a Google API key
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -75,8 +77,9 @@ def page(browser):
     assert not errors, f"script errors on the page: {errors}"
 
 
-def open_page(page, site: str, api: str):
-    page.goto(f"{site}/index.html?api={quote(api, safe='')}")
+def open_page(page, site: str, api: str, key: str | None = None):
+    page.goto(f"{site}/index.html?api={quote(api, safe='')}"
+              + (f"&key={quote(key, safe='')}" if key else ""))
 
 
 def fill(page, flower: dict):
@@ -206,6 +209,36 @@ def test_an_empty_field_is_named_before_calling(page, site, shop):
     expect(page.get_by_role("alert")).to_contain_text("Enter the petal length (cm).")
     expect(page.locator("input[name=petal_length]")).to_be_focused()
     expect(page.locator("input[name=petal_length]")).to_have_attribute("aria-invalid", "true")
+
+
+def calls_to(page, url: str) -> list:
+    """The page's requests to the function at `url` from now on, as Chromium sent them."""
+    requests = []
+    page.on("request", lambda request: requests.append(request)
+            if request.url.startswith(url) else None)
+    return requests
+
+
+def test_an_api_key_goes_in_x_api_key_on_every_call(page, site, shop):
+    # ?key=KEY, as a page calling the function through API Gateway is given (docs/gateway.md).
+    # The header makes every call cross-origin "non-simple": the function's preflight must
+    # allow it, or Chromium blocks the call and the species never shows.
+    requests = calls_to(page, shop.url)
+    open_page(page, site, shop.url, API_KEY)
+    fill(page, SETOSA)
+    page.get_by_role("button", name="Predict species").click()
+    expect(page.locator("#answer")).to_have_text("setosa")
+    assert [r.method for r in requests] == ["GET", "POST"]
+    assert [r.all_headers().get("x-api-key") for r in requests] == [API_KEY, API_KEY]
+    assert requests[1].all_headers()["content-type"] == "application/json"
+
+
+def test_no_api_key_no_x_api_key_header(page, site, shop):
+    requests = calls_to(page, shop.url)
+    open_page(page, site, shop.url)
+    expect(page.get_by_role("button", name="Predict species")).to_be_enabled()
+    assert [r.method for r in requests] == ["GET"]
+    assert "x-api-key" not in requests[0].all_headers()
 
 
 def test_a_refused_origin_is_blocked_by_the_browser_and_explained(page, site, shop):
@@ -415,30 +448,21 @@ def test_the_functions_own_url_is_the_page(page, home):
     screenshot(page, "own-url")
 
 
-def trained(name: str, folder) -> tuple:
-    """train.py --csv on one of test_any_model's tables: (model path, header, rows, target)."""
+# The garden table's categories, as tests/models.py draws them.
+CATEGORIES = {"colour": COLOURS, "soil": SOILS}
+
+
+@pytest.fixture(scope="module", params=["garden_kind", "diabetes"])
+def other(request, trained_models):
+    """A model that is not iris, served: the garden's (categories, missing values) or diabetes
+    (regression), trained by tests/models.py; with scikit-learn's own pipeline, the oracle."""
     import csv
-    import subprocess
-    import sys
 
-    from tests.test_any_model import MODELS
-    header, rows, target = MODELS[name]
-    with (folder / f"{name}.csv").open("w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
-    path = folder / "model.joblib"
-    subprocess.run([sys.executable, "train.py", "--csv", str(folder / f"{name}.csv"), "--target",
-                    target, "--output", str(path)], cwd=ROOT, check=True, capture_output=True)
-    return path, header, rows, target
-
-
-@pytest.fixture(scope="module", params=["shop", "diabetes"])
-def other(request, tmp_path_factory):
-    """A model that is not iris, served: the shop's (a category, missing values) or diabetes
-    (regression); with scikit-learn's own pipeline, the oracle."""
     import joblib
-    path, header, rows, target = trained(request.param, tmp_path_factory.mktemp(request.param))
-    with FunctionServer(env={"MODEL_PATH": str(path)}) as server:
-        yield request.param, server, joblib.load(path), header, target
+    trained = trained_models[request.param]
+    header = next(csv.reader(trained.csv.open()))
+    with FunctionServer(env={"MODEL_PATH": str(trained.path)}) as server:
+        yield request.param, server, joblib.load(trained.path), header, trained.target
 
 
 def test_the_page_follows_any_model(page, site, other):
@@ -457,7 +481,7 @@ def test_the_page_follows_any_model(page, site, other):
         if feature["type"] == "category":  # the training categories to pick from, others allowed
             options = page.locator(f"#{field.get_attribute('list')} option")
             assert sorted(options.evaluate_all("os => os.map(o => o.value)")) \
-                == ["blue", "green", "red"]
+                == sorted(CATEGORIES[feature["name"]])
             row[feature["name"]] = "purple"  # never seen in training: a warning
         else:
             low, high = feature["min"], feature["max"]

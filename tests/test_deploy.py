@@ -29,6 +29,9 @@ from tests.rehearsal import (PROJECT, assert_nothing_left_the_machine, deploy, g
 from harness import ROOT, FunctionServer, call
 
 TUTORIAL = {"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}
+# The newest of the Pythons the suite runs on (3.11-3.13) that Cloud Run functions offer
+# (their Python runtime page lists python310 to python314): deploy.sh's default.
+DEFAULT_RUNTIME = "python313"
 FUNCTIONS = rf"^/v2/projects/{PROJECT}/locations/[^/]+/functions"
 CREATE = FUNCTIONS + "$"
 IAM = r":setIamPolicy$"
@@ -36,7 +39,7 @@ IAM = r":setIamPolicy$"
 RUNTIME_FILES = sorted(["main.py", "requirements.txt", "model.joblib", "model.json",
                         "web/index.html", "web/app.js", "web/style.css",
                         *(p.relative_to(ROOT).as_posix() for p in ROOT.glob("iris_predict/**/*.py"))])
-SHELL_SCRIPTS = [ROOT / "deploy.sh", ROOT / ".ci" / "run"]
+SHELL_SCRIPTS = [ROOT / "deploy.sh", ROOT / ".ci" / "run", ROOT / ".ci" / "newest"]
 TOOLS_BUT_GCLOUD = ["bash", "dirname", "sed", "curl"]
 
 DEFAULT_SERVICE_CONFIG = {
@@ -110,16 +113,33 @@ def bundle(first_deploy, tmp_path_factory) -> Path:
     return path
 
 
+def runtime_python(runtime: str) -> str | None:
+    """The interpreter of a Cloud Run runtime ("python313": python3.13), if this machine has it.
+
+    A pyenv shim exists for every version pyenv has, but runs only the selected ones (the
+    Makefile selects them all), so the interpreter must also start."""
+    version = runtime.removeprefix("python")
+    found = shutil.which(f"python{version[0]}.{version[1:]}")
+    if found and subprocess.run([found, "-c", ""], capture_output=True).returncode == 0:
+        return found
+    return None
+
+
 @pytest.fixture(scope="session")
-def bundle_python(bundle, tmp_path_factory) -> str:
-    """A fresh venv holding only what the bundle's own requirements.txt installs."""
+def bundle_python(first_deploy, bundle, tmp_path_factory) -> str:
+    """A fresh venv holding only what the bundle's own requirements.txt installs, hashes checked,
+    on the Python of the runtime deployed to (the suite's own where that one is not installed:
+    test_the_bundle_is_served_on_the_runtime_python then says so)."""
+    fake, _ = first_deploy
+    (create,) = fake.calls("POST", CREATE)
+    base = runtime_python(create.json()["buildConfig"]["runtime"]) or sys.executable
     venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    # This session's pip installs into the new venv: quicker than bootstrapping another pip.
-    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet",
-                    "--no-compile", "-r", str(bundle / "requirements.txt")],
-                   check=True, capture_output=True)
+    install = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-compile",
+                              "--require-hashes", "-r", str(bundle / "requirements.txt")],
+                             capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
     return python
 
 
@@ -168,7 +188,8 @@ def test_dry_run_prints_the_plan_without_credentials(cloud, tmp_path):
     # First it reads which revision serves, to record it for --rollback.
     assert describe[:5] == ["gcloud", "run", "services", "describe", "iris-predict"]
     assert command[:4] == ["gcloud", "functions", "deploy", "iris-predict"]
-    for arg in ("--gen2", f"--project={PROJECT}", "--region=us-central1", "--runtime=python311",
+    for arg in ("--gen2", f"--project={PROJECT}", "--region=us-central1",
+                f"--runtime={DEFAULT_RUNTIME}",
                 "--entry-point=predict", "--trigger-http", "--source=.", "--max-instances=3",
                 "--no-allow-unauthenticated", "--serve-all-traffic-latest-revision",
                 "--update-labels=rollback-revision=SERVING_REVISION"):
@@ -290,7 +311,7 @@ def test_create_request_carries_the_defaults(first_deploy):
     (create,) = fake.calls("POST", CREATE)
     assert create.query["functionId"] == ["iris-predict"]
     function = create.json()
-    assert function["buildConfig"]["runtime"] == "python311"
+    assert function["buildConfig"]["runtime"] == DEFAULT_RUNTIME
     assert function["buildConfig"]["entryPoint"] == "predict"
     assert "eventTrigger" not in function  # an HTTP function
     for key, value in DEFAULT_SERVICE_CONFIG.items():
@@ -324,6 +345,16 @@ def test_uploaded_bundle_serves_the_tutorial_from_a_fresh_venv(bundle, bundle_py
     assert answer.json()["prediction"] == [0]
     assert metadata.status == 200
     assert metadata.json()["sha256"] == json.loads((bundle / "model.json").read_text())["sha256"]
+
+
+def test_the_bundle_is_served_on_the_runtime_python(bundle_python):
+    wanted = runtime_python(DEFAULT_RUNTIME)
+    if wanted is None:
+        pytest.skip(f"no Python of {DEFAULT_RUNTIME} here: the rehearsal served the bundle on "
+                    f"the suite's Python {sys.version_info.major}.{sys.version_info.minor}")
+    version = subprocess.run([bundle_python, "-c", "import sys; print(*sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert "python" + "".join(version) == DEFAULT_RUNTIME
 
 
 def test_bundle_missing_a_runtime_file_does_not_serve(bundle, bundle_python, tmp_path):

@@ -352,6 +352,56 @@ def test_few_rows_are_not_flagged(sent, tmp_path):
     assert all(row["flag"] == f"too few rows (< {drift.MIN_ROWS})" for row in table.values())
 
 
+def _psi(column: np.ndarray, bins: dict) -> float:
+    """PSI of served values against model.json's training shares, computed here."""
+    inner, _ = np.histogram(column, bins=bins["edges"])
+    served = np.array([(column < bins["edges"][0]).sum(), *inner,
+                       (column > bins["edges"][-1]).sum()]) / len(column)
+    served, training = np.maximum(served, 1e-4), np.maximum(bins["shares"], 1e-4)
+    return float(np.sum((served - training) * np.log(served / training)))
+
+
+def _moved(column: np.ndarray, bins: dict, below: float | None, above: float | None):
+    """`column` with as many of its values moved past the training maximum as bring its PSI
+    just below `below` (the most that stay under it) or just above `above` (the fewest that
+    reach it)."""
+    for count in range(len(column)):
+        moved = column.copy()
+        moved[:count + 1] = bins["edges"][-1] + 1.0
+        if below is not None and _psi(moved, bins) >= below:
+            moved[count] = column[count]
+            return moved
+        if above is not None and _psi(moved, bins) >= above:
+            return moved
+    raise AssertionError("no such shift")
+
+
+def test_psi_bands_on_both_sides_of_their_bounds(tmp_path):
+    """One feature just under 0.1, one just over, one just under 0.25, one just over."""
+    X = np.vstack([load_iris().data] * 2)  # served exactly as trained: PSI 0, before the moves
+    cases = {"sepal_length": ((0.1, None), ""), "sepal_width": ((None, 0.1), "moderate"),
+             "petal_length": ((0.25, None), "moderate"), "petal_width": ((None, 0.25), "DRIFT")}
+    expected = {}
+    for j, (name, ((below, above), flag)) in enumerate(cases.items()):
+        bins = MODEL["training_distribution"][name]
+        X[:, j] = _moved(X[:, j], bins, below, above)
+        expected[name] = (_psi(X[:, j], bins), flag)
+    psis = [psi for psi, _ in expected.values()]
+    # The data really is as the test means, close to each bound.
+    assert 0.07 < psis[0] < 0.1 <= psis[1] < 0.13 and 0.22 < psis[2] < 0.25 <= psis[3] < 0.28
+    lines = [{"logging.googleapis.com/labels": LABEL, **dict(zip(NAMES, row))}
+             for row in X.tolist()]
+    path = tmp_path / "bands.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = subprocess.run([sys.executable, "drift.py", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr  # petal_width drifted
+    table = report_table(done.stdout)
+    for name, (psi, flag) in expected.items():
+        assert table[name]["psi"] == pytest.approx(psi, abs=5e-4), name
+        assert table[name]["flag"] == flag, (name, psi)
+
+
 def test_make_drift_without_logs_prints_its_usage():
     done = subprocess.run(["make", "--no-print-directory", "drift"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)

@@ -177,6 +177,109 @@ def test_slowloris_connections_neither_starve_the_server_nor_outlive_the_deadlin
     assert server.call("GET").status == 200
 
 
+# --- slow bodies after complete headers ---------------------------------------------------
+BODY_TIMEOUT_S = 5  # BODY_TIMEOUT_SECONDS; not HEADER_TIMEOUT_S, so the two cannot be confused
+SLOW_BODIES = 64
+SLOW_BODY_LENGTH = 100_000  # announced, never sent: dribbling sends at most a few hundred bytes
+
+
+@pytest.fixture(scope="module")
+def body_server():
+    """A server whose body deadline is short, and longer than its header deadline."""
+    env = {"HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT_S),
+           "BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_S)}
+    with FunctionServer(env=env) as server:
+        assert server.call("GET").status == 200
+        yield server
+
+
+def _open_slow_bodies(port: int, count: int, head: bytes) -> tuple[list, list]:
+    """`count` connections that sent complete headers: (monotonic times they were sent, sockets)."""
+    sent, socks = [], []
+    for _ in range(count):
+        socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        socks[-1].sendall(head)
+        sent.append(time.monotonic())  # the server has the headers no sooner than this
+    return sent, socks
+
+
+def _check_body_refusals(sent: list, ended: list):
+    """Each connection ended no sooner than the body deadline, with the body's 408 JSON.
+
+    A bare close may win the race with the last dribbled byte; the header deadline's
+    408, due at HEADER_TIMEOUT_S, must never be what ends it.
+    """
+    assert None not in ended, "the server left slow bodies open"
+    expected = {"error": f"request body not received within {BODY_TIMEOUT_S} s"}
+    for start, (end, data) in zip(sent, ended):
+        assert end - start >= BODY_TIMEOUT_S - TIMER_GRAIN_S, data
+        if data:
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408 "), head
+            assert b"content-type: application/json" in head and b"connection: close" in head
+            assert json.loads(body) == expected
+
+
+def test_a_slow_body_after_complete_headers_gets_the_body_408_and_its_connection_closes(
+        body_server):
+    sent, socks = _open_slow_bodies(body_server.port, 1,
+                                    _post_head(SLOW_BODY_LENGTH) + b'{"instances": [')
+    [sock] = socks
+    with sock:
+        wait_until_read(body_server, socks)
+        ended = _dribble_until_closed(socks, give_up_s=BODY_TIMEOUT_S + 30)
+        _check_body_refusals(sent, ended)
+        [(_, data)] = ended
+        assert data.startswith(b"HTTP/1.1 408 "), "no 408 for the slow body"
+        sock.settimeout(10)
+        rest = b""
+        try:
+            while chunk := sock.recv(4096):  # the server closes: recv() sees the end
+                rest += chunk
+        except TimeoutError:
+            pytest.fail("the connection stayed open after the body's 408")
+    assert json.loads((data + rest).partition(b"\r\n\r\n")[2])["error"].startswith(
+        "request body not received")
+
+
+def test_an_answered_get_whose_body_trickles_on_is_closed_at_the_body_deadline(body_server):
+    """uvicorn answers a GET without reading its body; the body still cannot hold the socket."""
+    head = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+            % SLOW_BODY_LENGTH)
+    sent, socks = _open_slow_bodies(body_server.port, 1, head)
+    [sock] = socks
+    with sock:
+        sock.settimeout(10)
+        assert sock.recv(1 << 16).startswith(b"HTTP/1.1 200 ")  # the metadata, at once
+        ended = _dribble_until_closed(socks, give_up_s=BODY_TIMEOUT_S + 30)
+    assert ended != [None], "the answered GET's trickling body kept its connection open"
+    [(end, data)] = ended
+    assert end - sent[0] >= BODY_TIMEOUT_S - TIMER_GRAIN_S
+    assert data == b""  # closed: no second answer after the first
+
+
+def test_slow_bodies_neither_starve_the_server_nor_outlive_the_body_deadline(body_server):
+    sent, socks = _open_slow_bodies(body_server.port, SLOW_BODIES, _post_head(SLOW_BODY_LENGTH))
+    try:
+        wait_until_read(body_server, socks)  # the worker holds all 64, their bodies unfinished
+        asked = time.monotonic()
+        reply = call(body_server.url, "POST", _flower("virginica"), timeout=2)
+        answered = time.monotonic()
+        assert reply.status == 200 and answered - asked < 2
+        _check_single(reply.json(), "virginica")
+        assert not _ended_yet(socks), "slow bodies were ended before the deadline"
+        ended = _dribble_until_closed(socks, give_up_s=BODY_TIMEOUT_S + 30)
+    finally:
+        for sock in socks:
+            sock.close()
+    _check_body_refusals(sent, ended)
+    lived = [end - start for start, (end, _) in zip(sent, ended)]
+    print(f"\nslow bodies: {SLOW_BODIES} closed {min(lived):.2f}-{max(lived):.2f} s after their "
+          f"headers (deadline {BODY_TIMEOUT_S} s), {sum(1 for _, d in ended if d)} with a 408 "
+          f"JSON; a normal request was answered in {(answered - asked) * 1000:.0f} ms")
+    assert body_server.call("GET").status == 200
+
+
 # --- 32 clients that vanish mid-body ------------------------------------------------------
 VANISHING = 32
 DISCONNECTED = "the client disconnected before sending the whole body"

@@ -4,7 +4,7 @@ The function refuses a body over MAX_BODY_BYTES with 413 before reading it
 (its Content-Length says so) or as soon as it passes the limit (chunked). A
 client still sending when the server closes gets a broken pipe or a reset
 instead of that answer. So the server lingers (RFC 9112 section 9.6,
-iris_predict/responses.py): it answers, reads and discards the rest of the body
+iris_predict/edge/responses.py): it answers, reads and discards the rest of the body
 within LINGER_BYTES and LINGER_SECONDS, and only then closes. Every client here
 must read the 413 JSON, with bodies sent whole and chunked.
 """

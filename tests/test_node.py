@@ -17,6 +17,7 @@ from harness import ROOT, free_port
 
 NODE_DIR = ROOT / "examples" / "node"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.test-identity-token"
+API_KEY = "AIzaSyTest-api-key-0123456789abcdefghij"  # the shape of a Google API key
 # (flower, its species, what the CLI prints on stderr): one known flower of each species, and
 # the tutorial's flower, whose sepal length is below the training range.
 KNOWN = [(oracle.FLOWERS[species], species, "") for species in oracle.CLASSES]
@@ -222,17 +223,19 @@ CALLS = {  # the module's functions, called with `options`
 }
 
 
-def _headers_received(recorder, how: str, token: str | None) -> list:
+def _headers_received(recorder, how: str, token: str | None, api_key: str | None = None) -> list:
     """The headers of each request (the metadata's GET, the POST) the recorder got when the
     client called it as `how` says (lower-case names)."""
     url = f"http://127.0.0.1:{recorder.server_port}"
     recorder.seen.clear()
     if how == "cli":
         done = cli(url, *flower_args(oracle.FLOWERS["setosa"]),
-                   *(["--token", token] if token else []))
+                   *(["--token", token] if token else []),
+                   *(["--api-key", api_key] if api_key else []))
         assert done.returncode == 0, done.stderr
     else:
-        options = {"url": url, **({"token": token} if token else {})}
+        options = {"url": url, **({"token": token} if token else {}),
+                   **({"apiKey": api_key} if api_key else {})}
         run_module(f"const options = {json.dumps(options)};\n"
                    f"await {CALLS[how]};\nconsole.log('{{}}');", url)
     assert len(recorder.seen) == 2  # the metadata once, then the prediction
@@ -251,16 +254,16 @@ def test_no_token_no_authorization_header(recorder, how):
         assert "authorization" not in headers
 
 
-@pytest.fixture(scope="module", params=["shop", "diabetes"])
-def other(request, tmp_path_factory):
-    """A model that is not iris, trained by train.py --csv and served (tests/test_browser.py)."""
+@pytest.fixture(scope="module", params=["garden_kind", "diabetes"])
+def other(request, trained_models):
+    """A model that is not iris, trained by train.py --csv (tests/models.py) and served."""
     import joblib
 
     from harness import FunctionServer
-    from tests.test_browser import trained
-    path, header, rows, target = trained(request.param, tmp_path_factory.mktemp(request.param))
-    with FunctionServer(env={"MODEL_PATH": str(path)}) as server:
-        yield server, joblib.load(path), [h for h in header if h != target], target
+    trained = trained_models[request.param]
+    features = [f["name"] for f in trained.metadata["features"]]
+    with FunctionServer(env={"MODEL_PATH": str(trained.path)}) as server:
+        yield server, joblib.load(trained.path), features, trained.target
 
 
 def test_the_client_and_cli_follow_any_model(other):
@@ -291,3 +294,17 @@ def test_the_client_and_cli_follow_any_model(other):
         assert oracle.close(got["probabilities"], dict(zip(
             meta["classes"], (round(p, 6) for p in pipeline.predict_proba(X)[0].tolist()))))
         assert done.stdout == meta["classes"][k] + "\n"
+
+
+@pytest.mark.parametrize("how", ["predict", "predictMany", "cli"])
+def test_an_api_key_is_sent_as_x_api_key_beside_the_token(recorder, how):
+    # What API Gateway reads a key from (docs/gateway.md); the token still goes as before.
+    for headers in _headers_received(recorder, how, TOKEN, API_KEY):
+        assert headers["x-api-key"] == API_KEY
+        assert headers["authorization"] == f"Bearer {TOKEN}"
+
+
+@pytest.mark.parametrize("how", ["predict", "predictMany", "cli"])
+def test_no_api_key_no_x_api_key_header(recorder, how):
+    for headers in _headers_received(recorder, how, TOKEN):
+        assert "x-api-key" not in headers

@@ -102,6 +102,19 @@ def test_no_outputs_listed_means_both(triton_client, estimator):
     assert result.as_numpy("predict_proba").shape == (len(X), 3)
 
 
+def test_no_outputs_listed_answers_predict_then_predict_proba(live, estimator):
+    """The documented order (docs/open-inference.md), read from the raw JSON: tritonclient
+    looks outputs up by name, so it cannot tell."""
+    X = IRIS.data[:2]
+    body = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64",
+                        "data": X.tolist()}]}
+    reply = live.call("POST", body, path=f"/v2/models/{MODEL}/infer")
+    assert reply.status == 200
+    outputs = json.loads(reply.body)["outputs"]
+    assert [output["name"] for output in outputs] == ["predict", "predict_proba"]
+    assert outputs[0]["data"] == estimator.predict(X).tolist()
+
+
 def test_outputs_select(triton_client, estimator):
     X = IRIS.data[:3]
     result = infer(triton_client, X, "FP64", binary=False, outputs=["predict_proba"])

@@ -59,6 +59,18 @@ def traffic() -> dict:
     return load("traffic.yml")
 
 
+@pytest.fixture(scope="module")
+def upgrades() -> dict:
+    return load("upgrades.yml")
+
+
+def deploy_default_runtime() -> str:
+    """deploy.sh's default --runtime, as "3.13"."""
+    (runtime,) = re.findall(r'^RUNTIME="\$\{RUNTIME:-python3(\d+)\}"$',
+                            (ROOT / "deploy.sh").read_text(), re.MULTILINE)
+    return f"3.{runtime}"
+
+
 def test_actionlint_finds_nothing():
     if not ACTIONLINT.exists():
         if os.environ.get("GITHUB_ACTIONS") == "true":
@@ -75,6 +87,40 @@ def test_every_pull_request_and_push_runs_make_test(ci):
     assert set(ci["on"]) == {"pull_request", "push"}
     assert ci["on"]["push"] is None and ci["on"]["pull_request"] is None  # every branch
     assert runs(ci["jobs"]["test"]) == ["make test"]
+
+
+def test_the_suite_runs_on_every_python_the_function_is_tested_on(ci):
+    test = ci["jobs"]["test"]
+    assert test["strategy"]["matrix"] == {"python": ["3.11", "3.12", "3.13"]}
+    assert test["strategy"]["fail-fast"] is False
+    assert test["container"] == "python:${{ matrix.python }}-bookworm"
+    assert deploy_default_runtime() == max(test["strategy"]["matrix"]["python"],
+                                           key=lambda v: tuple(map(int, v.split("."))))
+
+
+def test_the_newest_dependencies_are_tried_weekly(upgrades):
+    assert set(upgrades["on"]) == {"schedule", "workflow_dispatch"}
+    (schedule,) = upgrades["on"]["schedule"]
+    minute, hour, day, month, weekday = schedule["cron"].split()
+    assert (day, month) == ("*", "*") and weekday.isdigit()  # once a week
+    (job,) = upgrades["jobs"].values()
+    # On the Python deploy.sh deploys to, running the script that reports the versions.
+    assert job["container"] == f"python:{deploy_default_runtime()}-bookworm"
+    assert runs(job) == [".ci/newest"]
+    assert upgrades["permissions"] == {"contents": "read"} and "permissions" not in job
+    assert not steps_using(job, AUTH)
+
+
+def test_dependabot_watches_pip_and_actions():
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    assert config["version"] == 2
+    updates = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert set(updates) == {"pip", "github-actions"}  # npm: nothing has a package.json yet
+    tracked = subprocess.run(["git", "ls-files", "*package.json"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+    assert tracked == ""
+    for update in updates.values():
+        assert update["directory"] == "/" and update["schedule"]["interval"] == "weekly"
 
 
 def test_a_push_to_main_then_deploys_a_canary(ci):

@@ -69,13 +69,24 @@ function apiUrl() {
                     "Use for example ?api=http://localhost:8080");
 }
 
+/**
+ * The API key given as ?key=KEY, sent as x-api-key to a function behind API Gateway
+ * (docs/gateway.md); "" when there is none. A key in a page is no secret: its referrer
+ * restriction says which pages may use it.
+ */
+function apiKey() {
+  return new URLSearchParams(window.location.search).get("key") || "";
+}
+
 /** One call to the function; the JSON answer, or a Problem saying what went wrong. */
 async function callService(api, options = {}) {
+  const key = apiKey();
   let response;
   try {
     response = await fetch(api, {
       ...options, cache: "no-store",
-      headers: { Accept: "application/json", ...(options.headers || {}) },
+      headers: { Accept: "application/json", ...(options.headers || {}),
+                 ...(key ? { "x-api-key": key } : {}) },
     });
   } catch {
     throw new Problem(await whyUnreachable(api));

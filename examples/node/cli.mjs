@@ -10,6 +10,7 @@ import { DEFAULT_URL, IrisError, describe, predict } from "./iris.mjs";
 const COMMON = {
   url: { type: "string", default: DEFAULT_URL },
   token: { type: "string" },
+  "api-key": { type: "string" },
   json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
 };
@@ -36,11 +37,12 @@ function usage(meta) {
     return `  ${names.padEnd(30)} ${f.name}: ${what}${f.missing ? " (optional)" : ""}`;
   });
   const target = meta ? `the predicted ${meta.target}` : "the prediction";
-  return [`usage: node cli.mjs ${[...synopsis, "[--url URL] [--token TOKEN] [--json]"].join(" ")}`,
+  return [`usage: node cli.mjs ${[...synopsis, "[--url URL] [--token TOKEN] [--api-key KEY] [--json]"].join(" ")}`,
     "", `Prints ${target}; --json prints the whole answer.`,
     ...(meta ? lines : ["  (the function's features: its metadata could not be read)"]),
     `  ${"--url URL".padEnd(30)} the function (default ${DEFAULT_URL})`,
     `  ${"--token TOKEN".padEnd(30)} an identity token, for a deployment that is not public`,
+    `  ${"--api-key KEY".padEnd(30)} an API key, for a deployment behind API Gateway`,
   ].join("\n");
 }
 
@@ -57,9 +59,10 @@ function fail(error) {
 
 /** The options for the features of the model served at the command line's --url. */
 async function readArgs(argv) {
-  // First only --url, --token and --help: the rest depends on the model served there.
+  // First only --url, --token, --api-key and --help: the rest depends on the model served there.
   const { values: first } = parseArgs({ args: argv, options: COMMON, strict: false });
-  const connection = { url: first.url ?? DEFAULT_URL, token: first.token || undefined };
+  const connection = { url: first.url ?? DEFAULT_URL, token: first.token || undefined,
+                       apiKey: first["api-key"] || undefined };
   let meta;
   try {
     meta = await describe(connection);

@@ -21,7 +21,7 @@ export class IrisError extends Error {
 /**
  * The served model's metadata, fetched once per URL: {name, task, target, features,
  * aliases, classes (classifiers), ...} (docs/api.md).
- * @param {object} [options] url, token, timeoutMs, as for predict
+ * @param {object} [options] url, token, apiKey, timeoutMs, as for predict
  */
 export function describe(options = {}) {
   const url = options.url ?? DEFAULT_URL;
@@ -37,7 +37,8 @@ export function describe(options = {}) {
  * Predict one row.
  * @param {object} row the features by name or alias, e.g. {sl, sw, pl, pw} for iris
  * @param {object} [options] url (default http://localhost:8080), token (an identity token for
- *   a private deployment), timeoutMs (default 10 s)
+ *   a private deployment), apiKey (an API key, sent as x-api-key, for a deployment behind API
+ *   Gateway), timeoutMs (default 10 s)
  * @returns {Promise<object>} {prediction, [target]: label or value, probabilities (classifiers),
  *   warnings}: for iris {species, prediction (the class index), probabilities, warnings}.
  */
@@ -77,10 +78,13 @@ function shaped(meta, { label, prediction, probabilities, warnings }) {
   };
 }
 
-async function request(method, body, { url = DEFAULT_URL, token, timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+async function request(method, body, {
+  url = DEFAULT_URL, token, apiKey, timeoutMs = DEFAULT_TIMEOUT_MS,
+} = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
+  if (apiKey) headers["x-api-key"] = apiKey;
   let response;
   try {
     response = await fetch(url, {
@@ -102,7 +106,8 @@ async function request(method, body, { url = DEFAULT_URL, token, timeoutMs = DEF
     answer = undefined;  // e.g. a proxy's HTML error page: reported by status below
   }
   if (!response.ok) {
-    const message = answer?.error ?? `HTTP ${response.status} from ${url}`;
+    // API Gateway words its refusals (no key, over quota) as {code, message}.
+    const message = answer?.error ?? answer?.message ?? `HTTP ${response.status} from ${url}`;
     throw new IrisError(message, { status: response.status });
   }
   if (answer === undefined) {

@@ -7,6 +7,8 @@ control (curl ignores it). README "Security" says what protects the function.
 from iris_predict import settings
 
 PREFLIGHT_MAX_AGE = "3600"  # seconds browsers may cache a preflight answer
+# What pages may send: JSON or CSV bodies, an identity token, an API Gateway key.
+ALLOWED_HEADERS = "Content-Type, Authorization, X-Api-Key"
 # Every answer's header when any origin may read it, encoded once.
 ANY_ORIGIN = [(b"access-control-allow-origin", b"*")]
 
@@ -28,7 +30,7 @@ def preflight(origin, allow: str) -> dict:
     if not ("*" in settings.ALLOWED_ORIGINS or _allowed(origin)):
         return {}
     return {"Access-Control-Allow-Methods": allow,
-            "Access-Control-Allow-Headers": "Content-Type, Authorization",
+            "Access-Control-Allow-Headers": ALLOWED_HEADERS,
             "Access-Control-Max-Age": PREFLIGHT_MAX_AGE}
 
 

@@ -11,6 +11,10 @@ master, before it forks the worker.
 - A deadline for each request's headers (HEADER_TIMEOUT_SECONDS): uvicorn waits
   forever for headers that never end, so slowloris clients could hold
   connections open indefinitely.
+- A deadline for each request's body (BODY_TIMEOUT_SECONDS), from the end of its
+  headers: uvicorn waits as long for a body that trickles in, and a body the
+  function never reads (a GET's, one refused early) kept its connection open
+  for as long as the client kept sending.
 - The requests the framework would refuse itself (its 404 for /favicon.ico and
   /robots.txt and for paths with a newline, which its route pattern cannot match,
   its plain-text 405 for methods outside its route list) go to the handler
@@ -20,6 +24,8 @@ master, before it forks the worker.
   them separately, two system calls and two TCP segments for every small answer.
 - Shutdown finishes requests in flight, within Cloud Run's 10 s after SIGTERM.
 """
+
+import logging
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -51,7 +57,12 @@ def tune(handler) -> None:
 
 
 class Protocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, plus a header deadline and the framework's refusals."""
+    """uvicorn's httptools protocol, plus header and body deadlines and the framework's refusals.
+
+    It relies on these of uvicorn's (tests/test_upgrades.py checks each is still there):
+    the callbacks it extends, `loop`, `transport`, `app`, `cycle` and the cycle's `scope`,
+    `transport`, `response_started` and `response_complete`.
+    """
 
     handler = None  # the function's handler: Request -> Response
 
@@ -60,6 +71,7 @@ class Protocol(HttpToolsProtocol):
         self._framework_app = self.app
         self.app = self._route
         self._header_deadline = None
+        self._body_deadline = None
 
     def _route(self, scope, receive, send):
         """The ASGI app for one request: the framework's, or the handler for what it refuses.
@@ -90,12 +102,23 @@ class Protocol(HttpToolsProtocol):
         self._stop_header_deadline()
         previous = self.cycle
         super().on_headers_complete()  # makes the request's cycle, whose task has yet to run
+        if self.cycle is previous:  # an upgrade request: no cycle, and no body of HTTP/1.1
+            return
+        # The body deadline runs from here to the end of the message; a request without a
+        # body ends within this same call to the parser.
+        self._body_deadline = self.loop.call_later(settings.BODY_TIMEOUT_SECONDS,
+                                                   self._body_timed_out)
         # An answer to HEAD has no body to wait for (uvicorn writes none).
-        if self.cycle is not previous and self.cycle.scope["method"] != "HEAD":
+        if self.cycle.scope["method"] != "HEAD":
             self.cycle.transport = HeadWithBody(self.transport, self.cycle)
+
+    def on_message_complete(self):
+        self._stop_body_deadline()
+        super().on_message_complete()
 
     def connection_lost(self, exc):
         self._stop_header_deadline()
+        self._stop_body_deadline()
         super().connection_lost(exc)
 
     def _start_header_deadline(self):
@@ -111,6 +134,26 @@ class Protocol(HttpToolsProtocol):
         self._header_deadline = None
         self._refuse(b"408 Request Timeout",
                      f"request headers not received within {settings.HEADER_TIMEOUT_SECONDS} s")
+
+    def _stop_body_deadline(self):
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
+    def _body_timed_out(self):
+        """Refuse the request whose body is late, or end the connection its answer left open.
+
+        Once an answer has started (a refusal sent before the body was read, an answer
+        to a GET that came with a body), no other can follow: the connection just closes.
+        """
+        self._body_deadline = None
+        message = f"request body not received within {settings.BODY_TIMEOUT_SECONDS} s"
+        logging.getLogger(__name__).warning("%s: %s; connection closed",
+                                            self.cycle.scope["method"], message)
+        if self.cycle.response_started:
+            self.transport.close()
+        else:
+            self._refuse(b"408 Request Timeout", message)
 
     def send_400_response(self, msg: str):
         """uvicorn's answer to bytes its parser rejects, as JSON."""
