@@ -45,6 +45,23 @@ class Scores:
         self.probabilities = _probabilities(classes, proba) if proba is not None else None
         self.warnings = warnings(model, batch)
 
+    def body(self, target: str, single: bool = False) -> dict:
+        """The JSON answer: for one row, the tutorial's {"prediction": [k], ...} with that
+        row's label and probabilities; for a batch, lists of them under "predictions"."""
+        if single:
+            # "prediction": [k] is the tutorial's answer; old clients read only that.
+            found = {"prediction": self.predictions, target: self.labels[0]}
+            if self.probabilities is not None:
+                found["probabilities"] = self.probabilities[0]
+        else:
+            found = {"predictions": self.predictions, target: self.labels}
+            if self.probabilities is not None:
+                found["probabilities"] = self.probabilities
+        found["warnings"] = self.warnings
+        if self.explanations is not None:
+            found["explanations"] = self.explanations
+        return found
+
 
 def explain_asked(query_string: bytes) -> bool:
     """Whether a request's query string asks for explanations (?explain=true)."""

@@ -176,16 +176,7 @@ def accepted(headers: dict) -> bool:
 
 def answer(batch: Batch, served: model.Model):
     scores = answers.Scores(batch, served, batch.probabilities)
-    if batch.table:
-        return scores
-    target = served.signature.target
-    body = {"predictions": scores.predictions, target: scores.labels}
-    if scores.probabilities is not None:
-        body["probabilities"] = scores.probabilities
-    body["warnings"] = scores.warnings
-    if scores.explanations is not None:
-        body["explanations"] = scores.explanations
-    return body
+    return scores if batch.table else scores.body(served.signature.target)
 
 
 def respond(answered, batch: Batch, served: model.Model):

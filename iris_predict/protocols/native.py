@@ -99,25 +99,12 @@ def _boolean(value, where: str, default: bool) -> bool:
 
 
 
-def answer(batch: Batch, served: model.Model) -> dict:
-    """The response body for a validated batch."""
+def answer(batch: Batch, served: model.Model):
+    """The response body for a validated batch (its Scores, for a CSV table)."""
     scores = answers.Scores(batch, served, batch.probabilities)
     if batch.table:
         return scores
-    target = served.signature.target
-    if batch.kind is Kind.SINGLE:
-        # "prediction": [k] is the tutorial's answer; old clients read only that.
-        body = {"prediction": scores.predictions, target: scores.labels[0]}
-        if scores.probabilities is not None:
-            body["probabilities"] = scores.probabilities[0]
-    else:
-        body = {"predictions": scores.predictions, target: scores.labels}
-        if scores.probabilities is not None:
-            body["probabilities"] = scores.probabilities
-    body["warnings"] = scores.warnings
-    if scores.explanations is not None:
-        body["explanations"] = scores.explanations
-    return body
+    return scores.body(served.signature.target, single=batch.kind is Kind.SINGLE)
 
 
 def respond(answered, batch: Batch, served: model.Model):
