@@ -199,3 +199,11 @@ def test_everyday_bodies_take_the_fast_decoder(body):
     """Each needs no second decoding: the point of the fast path."""
     import orjson
     assert decoding._keys_provably_unique(body, orjson.loads(body))
+
+
+@pytest.mark.parametrize("value, got", [([1], "got array"), ({}, "got object"),
+                                        ("five", 'got string "five"'), (True, "got boolean true")])
+def test_a_wrong_value_is_named_once(value, got):
+    with pytest.raises(RequestError) as caught:
+        parse({"sl": value, "sw": 1, "pl": 1, "pw": 1})
+    assert caught.value.message == f"sl must be a number greater than 0 and at most 100 (cm), {got}"

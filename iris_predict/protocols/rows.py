@@ -267,7 +267,7 @@ def value(v, j: int, cols: Columns, where: str, at: int = 0, unknown: list | Non
                              f"take a missing {feature.name})")
     if not feature.number:
         if type(v) is not str:
-            raise InvalidRequest(f"{where} must be {feature.allowed()}, got {kind(v)} {show(v)}")
+            raise InvalidRequest(f"{where} must be {feature.allowed()}, got {_got(v)}")
         code = cols.index[j].get(v, -1)
         if code == -1 and unknown is not None:
             unknown.append((at, j, v))
@@ -275,7 +275,7 @@ def value(v, j: int, cols: Columns, where: str, at: int = 0, unknown: list | Non
     if text and isinstance(v, str) and DECIMAL.fullmatch(v.strip()):
         result = float(v)
     elif isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise InvalidRequest(f"{where} must be {feature.allowed()}, got {kind(v)} {show(v)}")
+        raise InvalidRequest(f"{where} must be {feature.allowed()}, got {_got(v)}")
     else:
         try:
             result = float(v)
@@ -284,6 +284,12 @@ def value(v, j: int, cols: Columns, where: str, at: int = 0, unknown: list | Non
     if not cols.low[j] < result <= cols.high[j]:  # also false for inf and nan
         raise InvalidRequest(f"{where} must be {feature.allowed()}, got {show(v)}")
     return result
+
+
+def _got(v) -> str:
+    """A wrong value as a message names it: its type, and the value if it is short to show."""
+    shown = show(v)
+    return kind(v) if shown == kind(v) else f"{kind(v)} {shown}"
 
 
 def first_outside(X: np.ndarray, cols: Columns, where: str):
