@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from iris_predict import contract, settings
+from iris_predict import settings
 from iris_predict.edge import decoding, number_rows, page
 from iris_predict.edge.responses import json_response
 from iris_predict.errors import InvalidRequest
@@ -125,6 +125,9 @@ async def get(route, headers: dict):
         return page.response(page.INDEX)
     served = await model.ready()
     if route.operation == CONTRACT:
+        # Imported on the first ask: compiling its 900 lines cost every cold start ~13 ms
+        # where no bytecode is kept, for a document few clients fetch.
+        from iris_predict import contract
         return json_response(contract.document(served.signature, settings.MAX_BODY_BYTES,
                                                settings.MAX_BATCH_ROWS))
     return json_response(describe(served), headers=page.VARY)  # GET / differs by Accept
