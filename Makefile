@@ -66,10 +66,11 @@ drift: $(VENV)/.installed
 	@test -n "$(LOGS)" || { echo "usage: make drift LOGS=FILE (exported prediction sample log lines, see docs/drift.md)" >&2; exit 2; }
 	$(BIN)/python drift.py "$(LOGS)"
 
-## requirements: compile requirements*.txt, every pin with its hashes, from requirements*.in
+## requirements: compile requirements*.txt (and the bench peers'), every pin with its hashes,
+## from requirements*.in
 ## (docs/security.md "Hashes"; UPGRADE=NAME moves a package that no .in file pins)
 requirements: $(VENV)/.installed
-	for name in requirements requirements-dev requirements-lint; do \
+	for name in requirements requirements-dev requirements-lint bench/peers/*/requirements; do \
 		$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 			$(if $(UPGRADE),--upgrade-package "$(UPGRADE)") \
 			--custom-compile-command "make requirements" -o "$$name.txt" "$$name.in" || exit 1; \

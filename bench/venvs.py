@@ -65,7 +65,7 @@ def _install(name: str):
     python = str(bin_dir(name) / "python")
     steps = ([sys.executable, "-m", "venv", str(VENVS / name)],
              [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-              "-r", str(REQUIREMENTS[name])])
+              "--require-hashes", "-r", str(REQUIREMENTS[name])])
     for step in steps:
         try:
             run = subprocess.run(step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
