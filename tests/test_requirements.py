@@ -1,4 +1,4 @@
-"""The requirements files: every pin hashed, and each as compiled from its .in file.
+"""The requirements files, the bench peers' too: every pin hashed, each as compiled from its .in.
 
 `make requirements` compiles requirements*.txt from requirements*.in (docs/security.md
 "Hashes"); a pin changed by hand or by Dependabot in one of the pair alone fails here until
@@ -11,7 +11,9 @@ import pytest
 
 from harness import ROOT
 
-COMPILED = ("requirements", "requirements-dev", "requirements-lint")
+COMPILED = ("requirements", "requirements-dev", "requirements-lint",
+            *(str(path.parent.relative_to(ROOT) / "requirements")
+              for path in sorted((ROOT / "bench" / "peers").glob("*/requirements.in"))))
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;#\\]+)")
 HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")
 
