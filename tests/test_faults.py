@@ -115,6 +115,18 @@ def _ended_yet(socks: list) -> list:
         return [key.fileobj for key, _ in selector.select(timeout=0)]
 
 
+def _answered_beside(server, socks: list, species: str) -> float:
+    """Seconds a normal request took, answered within 2 s while the slow connections `socks`
+    are held, and none of them ended yet (their deadline is still to come)."""
+    asked = time.monotonic()
+    reply = call(server.url, "POST", _flower(species), timeout=2)
+    answered = time.monotonic()
+    assert reply.status == 200 and answered - asked < 2
+    _check_single(reply.json(), species)
+    assert not _ended_yet(socks), "slow connections were ended before the deadline"
+    return answered - asked
+
+
 def _dribble_until_closed(socks: list, give_up_s: float) -> list:
     """Send a header byte on each connection every DRIBBLE_S until the server ends it.
 
@@ -152,12 +164,7 @@ def test_slowloris_connections_neither_starve_the_server_nor_outlive_the_deadlin
         socks[-1].sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
     try:
         wait_until_read(server, socks)  # the worker holds all 64, headers unfinished
-        asked = time.monotonic()
-        reply = call(server.url, "POST", _flower("versicolor"), timeout=2)
-        answered = time.monotonic()
-        assert reply.status == 200 and answered - asked < 2
-        _check_single(reply.json(), "versicolor")
-        assert not _ended_yet(socks), "slow connections were closed before the deadline"
+        took = _answered_beside(server, socks, "versicolor")
         ended = _dribble_until_closed(socks, give_up_s=HEADER_TIMEOUT_S + 30)
     finally:
         for sock in socks:
@@ -173,7 +180,7 @@ def test_slowloris_connections_neither_starve_the_server_nor_outlive_the_deadlin
     lived = [end - start for start, (end, _) in zip(opened, ended)]
     print(f"\nslowloris: {SLOWLORIS} slow connections closed {min(lived):.2f}-{max(lived):.2f} s "
           f"after opening (deadline {HEADER_TIMEOUT_S} s), {sum(1 for _, d in ended if d)} with "
-          f"a 408 JSON; a normal request was answered in {(answered - asked) * 1000:.0f} ms")
+          f"a 408 JSON; a normal request was answered in {took * 1000:.0f} ms")
     assert server.call("GET").status == 200
 
 
@@ -262,12 +269,7 @@ def test_slow_bodies_neither_starve_the_server_nor_outlive_the_body_deadline(bod
     sent, socks = _open_slow_bodies(body_server.port, SLOW_BODIES, _post_head(SLOW_BODY_LENGTH))
     try:
         wait_until_read(body_server, socks)  # the worker holds all 64, their bodies unfinished
-        asked = time.monotonic()
-        reply = call(body_server.url, "POST", _flower("virginica"), timeout=2)
-        answered = time.monotonic()
-        assert reply.status == 200 and answered - asked < 2
-        _check_single(reply.json(), "virginica")
-        assert not _ended_yet(socks), "slow bodies were ended before the deadline"
+        took = _answered_beside(body_server, socks, "virginica")
         ended = _dribble_until_closed(socks, give_up_s=BODY_TIMEOUT_S + 30)
     finally:
         for sock in socks:
@@ -276,7 +278,7 @@ def test_slow_bodies_neither_starve_the_server_nor_outlive_the_body_deadline(bod
     lived = [end - start for start, (end, _) in zip(sent, ended)]
     print(f"\nslow bodies: {SLOW_BODIES} closed {min(lived):.2f}-{max(lived):.2f} s after their "
           f"headers (deadline {BODY_TIMEOUT_S} s), {sum(1 for _, d in ended if d)} with a 408 "
-          f"JSON; a normal request was answered in {(answered - asked) * 1000:.0f} ms")
+          f"JSON; a normal request was answered in {took * 1000:.0f} ms")
     assert body_server.call("GET").status == 200
 
 
