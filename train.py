@@ -3,11 +3,13 @@
     python train.py [--output model.joblib]
         today's iris model, from scikit-learn's bundled iris data
     python train.py --csv FILE --target COLUMN [--task classification|regression]
+                    [--estimator linear|hist-gradient-boosting|random-forest]
                     [--name NAME] [--output PATH]
         the standard baseline for any table: impute and scale numbers, impute and one-hot
-        encode categories, then LogisticRegression or Ridge (docs/model.md)
-    python train.py --model FITTED.joblib --csv FILE --target COLUMN [--name NAME] [--output PATH]
-        a model you already fitted, packaged with a signature read from the CSV
+        encode categories, then LogisticRegression or Ridge (docs/model.md); or trees
+    python train.py --model FITTED --csv FILE --target COLUMN [--name NAME] [--output PATH]
+        a model you already fitted (joblib, or an XGBoost/LightGBM booster file), packaged
+        with a signature read from the CSV
 
 Fixed seeds, so two runs give the same model. The sidecar records what the function serves
 as its signature and metadata, what it checks before loading (versions and the file's
@@ -40,14 +42,22 @@ from sklearn.metrics import (accuracy_score, log_loss, mean_absolute_error, r2_s
                              root_mean_squared_error)
 from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.ensemble import (HistGradientBoostingClassifier, HistGradientBoostingRegressor,
+                              RandomForestClassifier, RandomForestRegressor)
 
+import convert
 from drift import reference
 from iris_predict.errors import ModelUnavailable
 from iris_predict.model import artifact
+from iris_predict.model import served as served_model
 from iris_predict.model.artifact import sidecar_path
 
 SEED = 42
+# What --estimator fits after the preprocessing (docs/model.md).
+LINEAR, HIST_GRADIENT_BOOSTING, RANDOM_FOREST = "linear", "hist-gradient-boosting", "random-forest"
+ESTIMATORS = (LINEAR, HIST_GRADIENT_BOOSTING, RANDOM_FOREST)
+FOREST_TREES = 100
 CV_FOLDS = 10
 HOLDOUT_FRACTION = 0.2
 # The iris facts: (name, tutorial alias, unit), in the column order of sklearn's iris data,
@@ -223,11 +233,14 @@ def target_classes(cells: list, task: str | None) -> tuple:
     return task, classes, y
 
 
-def make_pipeline(table: Table, task: str) -> Pipeline:
+def make_pipeline(table: Table, task: str, estimator: str = LINEAR) -> Pipeline:
     """The baseline: impute and scale numbers, impute and one-hot encode categories, then a
-    linear model. Columns are chosen by index, so it takes an object array in column order."""
+    linear model; or for trees, numbers as they are (missing ones too) and categories as
+    ordinal codes. Columns are chosen by index, so it takes an object array in column order."""
     numbers = [j for j, c in enumerate(table.columns) if not isinstance(c, list)]
     categories = [j for j, c in enumerate(table.columns) if isinstance(c, list)]
+    if estimator != LINEAR:
+        return _tree_pipeline(numbers, categories, task, estimator)
     blocks = []
     if numbers:
         blocks.append(("numbers", Pipeline([("impute", SimpleImputer(strategy="median")),
@@ -238,6 +251,25 @@ def make_pipeline(table: Table, task: str) -> Pipeline:
         blocks.append(("categories", Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
                                                ("onehot", encode)]), categories))
     final = make_estimator() if task == "classification" else Ridge()
+    return Pipeline([("columns", ColumnTransformer(blocks)), ("model", final)])
+
+
+def _tree_pipeline(numbers: list, categories: list, task: str, estimator: str) -> Pipeline:
+    """Trees take missing numbers natively, and categories as codes: an unseen one is -1,
+    which HistGradientBoosting takes as missing and a forest splits like any other code."""
+    blocks = [("numbers", "passthrough", numbers)] if numbers else []
+    if categories:
+        blocks.append(("categories", OrdinalEncoder(handle_unknown="use_encoded_value",
+                                                    unknown_value=-1), categories))
+    classify = task == "classification"
+    if estimator == RANDOM_FOREST:
+        final = (RandomForestClassifier if classify else RandomForestRegressor)(
+            n_estimators=FOREST_TREES, random_state=SEED)
+    else:
+        # Its categorical splits: the ordinal codes come after the numbers.
+        coded = list(range(len(numbers), len(numbers) + len(categories)))
+        final = (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
+            categorical_features=coded or None, random_state=SEED)
     return Pipeline([("columns", ColumnTransformer(blocks)), ("model", final)])
 
 
@@ -276,12 +308,12 @@ def scores(predicted, proba, y, task: str, classes) -> dict:
 
 
 def train_csv(csv_path: Path, target: str, output: Path, task: str | None = None,
-              name: str | None = None) -> dict:
+              name: str | None = None, estimator: str = LINEAR) -> dict:
     """Fit the baseline on every row of the CSV, write it and its sidecar, return the sidecar."""
     table = read_csv(csv_path, target)
     task, classes, y = target_classes(table.target, task)
     X = table.objects()
-    estimator = make_pipeline(table, task)
+    estimator = make_pipeline(table, task, estimator)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # reported below, not fatal
         metrics = holdout_metrics(estimator, X, y, task, classes)
@@ -330,17 +362,16 @@ def _numbers(table: Table) -> dict:
 def package(model_path: Path, csv_path: Path, target: str, output: Path,
             name: str | None = None) -> dict:
     """Write a fitted model with a sidecar read from the CSV: the column types, ranges and
-    categories, and the model's scores on the CSV's rows."""
-    try:
-        data = model_path.read_bytes()
-    except OSError as e:
-        raise TrainError(f"cannot read {model_path}: {e.strerror}") from None
-    try:
-        fitted = artifact.unpickle(data, model_path, stand_ins=False)
-    except ModelUnavailable as e:
-        raise TrainError(f"{e.message} (the classes served are listed in docs/model.md)") \
-            from None
+    categories, and the model's scores on the CSV's rows. An XGBoost or LightGBM model (a
+    pickle, or a booster's own file) is converted to its library's model format."""
     table = read_csv(csv_path, target)
+    if model_path.suffix.lower() in convert.BOOSTER_FILES:
+        return _package_booster_file(model_path, table, csv_path, target, output, name)
+    fitted = _read_fitted(model_path)
+    try:
+        served, versions = convert.convert(fitted)
+    except convert.ConversionError as e:
+        raise TrainError(str(e)) from None
     classes_ = getattr(fitted, "classes_", None)
     task, classes, y = _fitted_target(classes_, table.target)
     _check_columns(fitted, table, target)
@@ -355,16 +386,76 @@ def package(model_path: Path, csv_path: Path, target: str, output: Path,
             f"dtype=object)") from None
     metrics = {f"csv_{k}": v for k, v in scores(*answers, y, task, classes).items()}
     output.parent.mkdir(parents=True, exist_ok=True)
-    if output.resolve() != model_path.resolve():
+    copied = served is fitted
+    if copied and output.resolve() != model_path.resolve():
         shutil.copyfile(model_path, output)
-    metadata = _write(fitted, output, name=name or csv_path.stem, task=task, target=target,
+    metadata = _write(served, output, name=name or csv_path.stem, task=task, target=target,
                       classes=classes, features=features_of(table), rows=table.rows,
-                      numbers=_numbers(table), metrics=metrics, dump=False)
+                      numbers=_numbers(table), metrics=metrics, dump=not copied,
+                      libraries=versions, fitted=fitted)
+    _check_loads(output)
+    return metadata
+
+
+def _read_fitted(model_path: Path):
+    """The fitted model in a joblib file: through the allowlist, or (an XGBoost or LightGBM
+    model, which only its library unpickles) with joblib and the library, as its owner would."""
     try:
-        artifact.load(output)
+        data = model_path.read_bytes()
+    except OSError as e:
+        raise TrainError(f"cannot read {model_path}: {e.strerror}") from None
+    try:
+        return artifact.unpickle(data, model_path, stand_ins=False)
+    except ModelUnavailable as e:
+        refused = next((name for name in convert.LIBRARIES if f"global {name}." in e.message),
+                       None)
+        if refused is None:
+            raise TrainError(f"{e.message} (the classes served are listed in docs/model.md)") \
+                from None
+    try:
+        convert.library(refused)
+    except convert.ConversionError as e:
+        raise TrainError(str(e)) from None
+    try:
+        return joblib.load(model_path)
+    except Exception as e:  # whatever unpickling the user's file raises
+        raise TrainError(f"cannot load {model_path} with {refused}: {e!r}") from None
+
+
+def _package_booster_file(model_path: Path, table, csv_path: Path, target: str, output: Path,
+                          name: str | None) -> dict:
+    """A booster saved by save_model (XGBoost .json or .ubj, LightGBM .txt), packaged: it takes
+    the CSV's columns as numbers, in order, and is scored on them as served."""
+    try:
+        booster, version = convert.read_booster_file(model_path)
+    except convert.ConversionError as e:
+        raise TrainError(str(e)) from None
+    if not table.numeric():
+        raise TrainError("a booster file takes numbers only, but the CSV has text columns; "
+                         "fit a Pipeline with an OrdinalEncoder and package its pickle")
+    classes_ = np.arange(booster.classes) if booster.classes else None
+    task, classes, y = _fitted_target(classes_, table.target)
+    features = features_of(table)
+    metadata = _write(booster, output, name=name or csv_path.stem, task=task, target=target,
+                      classes=classes, features=features, rows=table.rows,
+                      numbers=_numbers(table), metrics={}, libraries={booster.library: version})
+    model = _check_loads(output)
+    if model.computed is None:
+        raise TrainError(f"the {booster.library} model does not fit the CSV's "
+                         f"{len(features)} columns besides {target!r}")
+    labels, proba = model.predict(np.column_stack(table.columns), probabilities=True)
+    metadata["metrics"] = {f"csv_{k}": v for k, v in scores(labels, proba, y, task,
+                                                             classes).items()}
+    sidecar_path(output).write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
+def _check_loads(output: Path):
+    """The packaged model as served (artifact.load): a TrainError if it does not load."""
+    try:
+        return served_model.Model(*artifact.load(output))
     except ModelUnavailable as e:
         raise TrainError(f"the packaged model does not load: {e.message}") from None
-    return metadata
 
 
 def _fitted_target(classes_, cells: list) -> tuple:
@@ -397,8 +488,9 @@ def _check_columns(fitted, table: Table, target: str):
 # --- writing ---------------------------------------------------------------------------------
 
 def _write(estimator, output: Path, *, name, task, target, classes, features, rows, numbers,
-           metrics, dump=True) -> dict:
-    """Write the estimator (unless it is there already) and its model.json."""
+           metrics, dump=True, libraries=None, fitted=None) -> dict:
+    """Write the estimator (unless it is there already) and its model.json; `fitted`, if
+    given, is what the estimator was converted from (convert.py), and what it describes."""
     if dump:
         output.parent.mkdir(parents=True, exist_ok=True)
         joblib.dump(estimator, output)
@@ -406,7 +498,7 @@ def _write(estimator, output: Path, *, name, task, target, classes, features, ro
     if classes is not None:
         metadata["classes"] = classes
     metadata.update({
-        "estimator": repr(estimator),
+        "estimator": repr(estimator if fitted is None else fitted),
         "features": features,
         "training_rows": int(rows),
         # Per number, bins across the training range and the training share in each: the
@@ -418,6 +510,8 @@ def _write(estimator, output: Path, *, name, task, target, classes, features, ro
             "scikit-learn": sklearn.__version__,
             "joblib": joblib.__version__,
             "numpy": np.__version__,
+            # The library an XGBoost or LightGBM model was converted from (convert.py).
+            **(libraries or {}),
         },
         "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
     })
@@ -428,14 +522,18 @@ def _write(estimator, output: Path, *, name, task, target, classes, features, ro
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:11]))
+        epilog="\n".join(__doc__.splitlines()[2:12]))
     parser.add_argument("--csv", type=Path, help="a table with a header row to train on")
     parser.add_argument("--target", help="the CSV column to predict")
     parser.add_argument("--task", choices=("classification", "regression"),
                         help="default: classification for a text target or one of at most "
                              f"{MAX_CLASS_LEVELS} whole numbers, else regression")
     parser.add_argument("--name", help="the model's name (default: the CSV file's stem)")
-    parser.add_argument("--model", type=Path, help="a fitted model (joblib.dump) to package")
+    parser.add_argument("--estimator", choices=ESTIMATORS,
+                        help=f"what to fit after the preprocessing (default: {LINEAR})")
+    parser.add_argument("--model", type=Path,
+                        help="a fitted model to package: a joblib.dump pickle, or an XGBoost "
+                             "(.json, .ubj) or LightGBM (.txt) booster's save_model file")
     parser.add_argument("--output", type=Path,
                         help="where to write the model (default: model.joblib beside this "
                              "file for iris, else the CSV's stem + .joblib here)")
@@ -446,6 +544,10 @@ def main(argv=None):
         parser.error("--model, --task and --name need --csv and --target")
     if args.model and args.task:
         parser.error("--task is read from the fitted model; leave it out with --model")
+    if args.model and args.estimator:
+        parser.error("--estimator fits a model; leave it out with --model")
+    if args.estimator and args.csv is None:
+        parser.error("--estimator needs --csv and --target")
     try:
         if args.csv is None:
             output = args.output or Path(__file__).with_name("model.joblib")
@@ -455,7 +557,8 @@ def main(argv=None):
             if args.model:
                 metadata = package(args.model, args.csv, args.target, output, args.name)
             else:
-                metadata = train_csv(args.csv, args.target, output, args.task, args.name)
+                metadata = train_csv(args.csv, args.target, output, args.task, args.name,
+                                     args.estimator or LINEAR)
     except TrainError as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 2

@@ -21,24 +21,25 @@ import sys
 import time
 from pathlib import Path
 
-from bench import chart, inprocess, load, pipeline, report, venvs
+from bench import chart, inprocess, load, pipeline, report, trees, venvs
 from bench.bodies import batch_bodies
 from bench.servers import (ASGI_DECODING, ASGI_HELLO, FLASK_HELLO, FUNCTION, INLINE, LAZY, MLFLOW,
                            PEER_NAMES, PIPELINE, PIPELINE_MODEL, PROTOCOL_VARIANTS, SPECS,
-                           STACK_VARIANTS, THREADED, TUTORIAL, Server, save_mlflow_model)
+                           STACK_VARIANTS, THREADED, TREE_DIRECTORY, TREE_SERVERS, TUTORIAL,
+                           Server, save_mlflow_model)
 from harness import ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHART = ROOT / "docs" / "bench.svg"
 # Cold starts: the function, the references its targets name, the train.py pipeline model
 # and the peers.
-COLD = (FUNCTION, FLASK_HELLO, ASGI_HELLO, TUTORIAL, LAZY, PIPELINE)
+COLD = (FUNCTION, FLASK_HELLO, ASGI_HELLO, TUTORIAL, LAZY, PIPELINE, *TREE_SERVERS)
 # Warm load: those, plus reference (b) on other HTTP parsers and event loops, and the
 # function asked in its peers' protocols.
 WARM = (FUNCTION, FLASK_HELLO, ASGI_HELLO, *STACK_VARIANTS, TUTORIAL, LAZY, *PROTOCOL_VARIANTS,
-        PIPELINE)
+        PIPELINE, *TREE_SERVERS)
 # Worker peak RSS: the function (its target), its references, the pipeline model.
-PEAK_RSS = (FUNCTION, FLASK_HELLO, ASGI_HELLO, PIPELINE)
+PEAK_RSS = (FUNCTION, FLASK_HELLO, ASGI_HELLO, PIPELINE, *TREE_SERVERS)
 # 1,000-row batches against connections: the function as shipped (those batches on the event
 # loop) and with them on a worker thread (what main.THREAD_ROWS chooses between), and
 # reference (b) reading and decoding the same body.
@@ -82,6 +83,8 @@ class Bench:
         if MLFLOW in self.peers:
             self.attempt(MLFLOW, lambda: save_mlflow_model(self.bins["mlflow"]))
         pipeline.make(self.bins["project"], PIPELINE_MODEL)
+        # Fitted here: this interpreter has the training libraries.
+        trees.make(TREE_DIRECTORY, trees.QUICK_ROWS if quick else trees.ROWS)
 
     def server(self, name: str, prefix: tuple = ()) -> Server:
         return Server(name, self.bins[SPECS[name].venv], prefix)
@@ -311,6 +314,8 @@ def run(bench: Bench) -> dict:
     results["stall"] = stall(bench)
     say("concurrency, the server on one CPU")
     results["concurrency"] = concurrency(bench)
+    say("1,000-row batches of the tree models in process, beside their libraries")
+    results["tree_batches"] = trees.measure_batches(TREE_DIRECTORY)
     say("in-process stages")
     results["inprocess"] = inprocess.measure_in(bench.bins["project"],
                                                 config["inprocess_seconds"])

@@ -1,7 +1,8 @@
 """A run's figures as Markdown tables, each beside its same-run reference, and the targets."""
 
+from bench import trees
 from bench.servers import (ASGI_DECODING, ASGI_HELLO, FLASK_HELLO, FUNCTION, INLINE, PEER_NAMES,
-                           PIPELINE, STACK_VARIANTS, THREADED)
+                           PIPELINE, STACK_VARIANTS, THREADED, TREE_MODELS)
 
 # Issue 9's targets, each a ratio to a reference in the same run or an absolute figure.
 RPS_VS_FLASK_HELLO = 2.0
@@ -14,6 +15,12 @@ WORKER_PEAK_RSS_MIB = 64
 # Issue 15's: rows/s of 1,000-row batches against reference (b) reading and decoding the
 # same body, at each number of connections.
 ROWS_VS_DECODING = 1.0
+# Issue 21's, for each tree model against the linear pipeline on the same table (bench/trees.py),
+# and its 1,000-row batches against its own library's predict_proba.
+TREE_COLD_VS_LINEAR = 1.15
+TREE_RPS_VS_LINEAR = 0.8
+TREE_EXTRA_RSS_MIB = 16
+TREE_BATCH_VS_LIBRARY = 1.0
 
 
 def verdicts(r: dict) -> dict:
@@ -53,6 +60,22 @@ def verdicts(r: dict) -> dict:
         theirs = sweep.get(ASGI_DECODING, {}).get(c, {}).get("rows_per_s")
         add(f"1,000-row batches vs (b) decoding, {c} conns",
             ratio(ours_c["rows_per_s"], theirs), ROWS_VS_DECODING, True, ASGI_DECODING)
+    linear = TREE_MODELS[trees.LINEAR]
+    for model in trees.MODELS[1:]:
+        server = TREE_MODELS[model]
+        add(f"{model}: cold start vs linear", ratio(cold.get(server, {}).get("median_s"),
+                                                    cold.get(linear, {}).get("median_s")),
+            TREE_COLD_VS_LINEAR, False, linear)
+        add(f"{model}: requests/s vs linear", ratio(rps(server), rps(linear)),
+            TREE_RPS_VS_LINEAR, True, linear)
+        peak = r["peak_rss_mib"]
+        add(f"{model}: worker peak RSS over linear, MiB",
+            None if server not in peak or linear not in peak else peak[server] - peak[linear],
+            TREE_EXTRA_RSS_MIB, False, linear)
+        batch = r.get("tree_batches", {}).get(model)
+        add(f"{model}: 1,000 rows vs its library's predict_proba",
+            None if batch is None else batch["library_ms"] / batch["function_ms"],
+            TREE_BATCH_VS_LIBRARY, True, model)
     return found
 
 
@@ -167,6 +190,27 @@ def pipeline_table(r: dict) -> str:
     return markdown(rows)
 
 
+def trees_table(r: dict) -> str:
+    """The tree models beside the linear pipeline on the same table (bench/trees.py)."""
+    warm, cold, peak = r["warm"], r["cold_start"], r["peak_rss_mib"]
+    batches = r.get("tree_batches", {})
+    servers = [s for s in TREE_MODELS.values() if s in warm]
+    if not servers:
+        return "tree models: not measured"
+    rows = [("one row", *servers)]
+    for label, figure, fmt in (("requests/s, 8 conns", lambda n: warm[n]["rps"], "{:,.0f}"),
+                               ("server CPU per request, µs", lambda n: warm[n]["cpu_us"],
+                                "{:.0f}"),
+                               ("cold start, s", lambda n: cold[n]["median_s"], "{:.2f}"),
+                               ("worker peak RSS, MiB", lambda n: peak[n], "{:.1f}")):
+        rows.append((label, *(fmt.format(figure(n)) for n in servers)))
+    by_server = {server: model for model, server in TREE_MODELS.items()}
+    rows.append(("1,000 rows in process, ms: function / library",
+                 *(("{function_ms:.1f} / {library_ms:.1f}".format(**batches[by_server[n]])
+                    if by_server[n] in batches else "") for n in servers)))
+    return markdown(rows)
+
+
 def stall_table(r: dict) -> str:
     s = r["stall"]
     rows = [("one-flower requests", "alone p50 / p99", "with 10,000-row batches p50 / p99",
@@ -233,6 +277,6 @@ def render(r: dict) -> str:
     for name, why in r["unavailable"].items():
         parts.append(f"{name}: not measured: {why.splitlines()[0]}")
     parts += [targets_table(r), servers_table(r), stack_table(r), batch_table(r),
-              batch_concurrency_table(r), pipeline_table(r), stall_table(r),
+              batch_concurrency_table(r), pipeline_table(r), trees_table(r), stall_table(r),
               concurrency_table(r), inprocess_table(r)]
     return "\n\n".join(parts)

@@ -16,6 +16,7 @@ from typing import Callable
 
 import harness
 from harness import ROOT, call
+from bench import trees
 from bench.pipeline import ONE_ROW
 from bench.venvs import PEERS, VENVS
 
@@ -36,6 +37,12 @@ INLINE = "iris-predict, batches inline"
 THREADED = "iris-predict, 1,000-row batches on a thread"
 # A model train.py makes from a table with categories (bench/pipeline.py), served alike.
 PIPELINE = "iris-predict, train.py pipeline"
+# The tree models of bench/trees.py and the linear pipeline on the same table, served alike.
+TREE_MODELS = {trees.LINEAR: "20 features: linear pipeline", trees.XGBOOST: "20 features: XGBoost",
+               trees.HIST: "20 features: HistGradientBoosting",
+               trees.FOREST: "20 features: random forest"}
+TREE_SERVERS = tuple(TREE_MODELS.values())
+TREE_DIRECTORY = VENVS / "tree-models"  # made anew each run
 H11_ASYNCIO = "(b) on h11 + asyncio"
 HTTPTOOLS_ASYNCIO = "(b) on httptools + asyncio"
 TUNED_PROTOCOL = "(b) on the function's protocol"
@@ -139,6 +146,9 @@ SPECS = {
     THREADED: Spec("project", inline, env={"BENCH_THREAD_ROWS": "1000"}),
     PIPELINE: Spec("project", function, body=PIPELINE_BODY,
                    env={"MODEL_PATH": str(PIPELINE_MODEL)}),
+    **{server: Spec("project", function, body=json.dumps(trees.ONE_ROW).encode(),
+                    env={"MODEL_PATH": str(trees.model_path(TREE_DIRECTORY, model))})
+       for model, server in TREE_MODELS.items()},
     FUNCTION_MLFLOW: Spec("project", function, "/invocations", MLFLOW_BODY),
     FUNCTION_V2: Spec("project", function, V2_PATH, V2_BODY),
     MLFLOW: Spec("mlflow", mlflow, "/invocations", MLFLOW_BODY),

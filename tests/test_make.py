@@ -58,8 +58,8 @@ def test_make_serve_installs_the_runtime_alone():
 
 def test_make_refuses_a_pin_without_its_hashes(tmp_path):
     """Each install target, in turn, given a requirements file with an unhashed pin."""
-    for name in ("Makefile", "requirements.txt", "requirements-dev.txt",
-                 "requirements-lint.txt"):
+    for name in ("Makefile", "requirements.txt", "requirements-train.txt",
+                 "requirements-dev.txt", "requirements-lint.txt"):
         shutil.copy(ROOT / name, tmp_path / name)
     for target, unhashed in ((".venv/.runtime", "requirements.txt"),
                              (".venv/.installed", "requirements-dev.txt")):

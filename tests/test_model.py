@@ -27,7 +27,7 @@ CANONICAL = [  # one textbook flower per class, from the iris data set
 
 def _sklearn_and_metadata(path):
     """The estimator as scikit-learn itself loads it, once the production checks pass."""
-    _, metadata = artifact.load(path)
+    _, metadata, _ = artifact.load(path)
     return joblib.load(path), metadata
 
 

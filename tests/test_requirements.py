@@ -11,7 +11,7 @@ import pytest
 
 from harness import ROOT
 
-COMPILED = ("requirements", "requirements-dev", "requirements-lint",
+COMPILED = ("requirements", "requirements-train", "requirements-dev", "requirements-lint",
             *(str(path.parent.relative_to(ROOT) / "requirements")
               for path in sorted((ROOT / "bench" / "peers").glob("*/requirements.in"))))
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;#\\]+)")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from iris_predict.errors import ModelUnavailable
-from iris_predict.model import estimators, safe_unpickle, signature
+from iris_predict.model import compute, estimators, safe_unpickle, signature
 
 REQUIRED_FIELDS = ("estimator", "features", "metrics", "versions", "sha256")
 # What scikit-learn warns with when it unpickles an estimator from another version.
@@ -70,10 +70,10 @@ def read_metadata(model_path: Path) -> dict:
 
 
 def load(model_path: Path):
-    """Return (estimator, metadata) or raise ModelUnavailable.
+    """Return (estimator, metadata, computed) or raise ModelUnavailable.
 
-    The estimator is a tree of stand-ins (estimators.py) where estimators.linear can
-    compute it, else scikit-learn's own object.
+    The estimator is a tree of stand-ins where NumPy computes it (compute.py: `computed`
+    does), else scikit-learn's own object (and `computed` is None).
     """
     metadata = read_metadata(model_path)
     try:
@@ -87,28 +87,23 @@ def load(model_path: Path):
             f"{metadata['sha256']}; refusing to unpickle it")
     shape = signature.from_metadata(metadata)
     estimator = unpickle(data, model_path, stand_ins=True)
+    computed = None
     if estimator is not None:
         for part in estimators.parts(estimator):
-            if part.sklearn_version != installed_sklearn():
+            if part.checks_version and part.sklearn_version != installed_sklearn():
                 raise ModelUnavailable(
                     f"model file {model_path} was pickled by scikit-learn "
                     f"{part.sklearn_version} but {installed_sklearn()} is installed; "
                     "retrain with train.py")
-        try:
-            estimators.linear(estimator, shape, means(shape))
-        except estimators.Unsupported:
+        computed = compute.with_numpy(estimator, shape)
+        if computed is None:
             estimator = None  # not arithmetic NumPy reproduces: scikit-learn's own, then
     if estimator is None:
         estimator = unpickle(data, model_path, stand_ins=False)
         problem = _misfit(estimator, shape)
         if problem:
             raise ModelUnavailable(f"model file {model_path} {problem}")
-    return estimator, metadata
-
-
-def means(shape: signature.Signature) -> list:
-    """Each feature's training mean (NaN for a category): a bare estimator's reference row."""
-    return [f.mean if f.number else float("nan") for f in shape.features]
+    return estimator, metadata, computed
 
 
 def unpickle(data: bytes, model_path: Path, stand_ins: bool):

@@ -16,6 +16,7 @@ then Z @ coef_.T + intercept_), so the scores are bitwise scikit-learn's
 (tests/test_fast_path.py, tests/test_train.py).
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ class Unsupported(Exception):
 
 class Fitted:
     """A pickled scikit-learn estimator's attributes, kept as they were."""
+
+    checks_version = True  # an estimator records the scikit-learn that pickled it
 
     def __setstate__(self, state: dict):
         self.__dict__.update(state)
@@ -66,6 +69,18 @@ class OneHotEncoder(Fitted):
     pass
 
 
+class OrdinalEncoder(Fitted):
+    pass
+
+
+class FunctionTransformer(Fitted):
+    """A ColumnTransformer's "passthrough", fitted: the identity when its func is None."""
+
+
+class UnknownCategory(ValueError):
+    """An OrdinalEncoder with handle_unknown="error" was given a category it never saw."""
+
+
 # The pickled class each stand-in takes the place of (safe_unpickle.ALLOWED).
 STAND_INS = {
     ("sklearn.linear_model._logistic", "LogisticRegression"): LogisticRegression,
@@ -78,6 +93,8 @@ STAND_INS = {
     ("sklearn.impute._base", "SimpleImputer"): SimpleImputer,
     ("sklearn.preprocessing._data", "StandardScaler"): StandardScaler,
     ("sklearn.preprocessing._encoders", "OneHotEncoder"): OneHotEncoder,
+    ("sklearn.preprocessing._encoders", "OrdinalEncoder"): OrdinalEncoder,
+    ("sklearn.preprocessing._function_transformer", "FunctionTransformer"): FunctionTransformer,
 }
 
 
@@ -97,6 +114,40 @@ MULTINOMIAL, BINARY, REGRESSION = "multinomial", "binary", "regression"
 
 
 @dataclass(frozen=True)
+class Ordinals:
+    """OrdinalEncoder columns, all at once: a served category code -> the encoder's code."""
+
+    inputs: np.ndarray       # (k,) intp: input columns
+    outputs: np.ndarray      # (k,) intp: output columns
+    table: np.ndarray        # (k, longest + 1): the code of each signature code; the last
+                             # column, picked by -1, is an unknown category's
+    missing: np.ndarray      # (k,): the code of a missing value
+    refuse: np.ndarray       # (k,) bool: refuse an unknown category (handle_unknown="error")
+
+    @classmethod
+    def of(cls, found: list) -> "Ordinals":
+        """From (input, output, codes per signature code + [unknown], missing, refuse)."""
+        longest = max(len(codes) for _, _, codes, _, _ in found)
+        table = np.full((len(found), longest), np.nan)
+        for row, (_, _, codes, _, _) in zip(table, found):
+            row[:len(codes) - 1], row[-1] = codes[:-1], codes[-1]
+        inputs, outputs, _, missing, refuse = zip(*found)
+        return cls(np.array(inputs, dtype=np.intp), np.array(outputs, dtype=np.intp), table,
+                   np.array(missing, dtype=float), np.array(refuse, dtype=bool))
+
+    def fill(self, X: np.ndarray, Z: np.ndarray):
+        codes = X[:, self.inputs]
+        missing = np.isnan(codes)
+        picked = np.where(missing, -1, codes).astype(np.intp)
+        if self.refuse.any():
+            refused = (picked == -1) & ~missing & self.refuse
+            if refused.any():
+                raise UnknownCategory(int(self.inputs[np.nonzero(refused)[1][0]]))
+        values = self.table[np.arange(len(self.inputs)), picked]
+        Z[:, self.outputs] = np.where(missing, self.missing, values)
+
+
+@dataclass(frozen=True)
 class Columns:
     """A ColumnTransformer's arithmetic: served X (n, F) -> Z (n, width) as it would output."""
 
@@ -109,6 +160,8 @@ class Columns:
     categories: tuple        # (input column, output column per signature code + [-1], fill col)
     impute: bool             # may a number be missing (NaN) in X
     identity: bool           # Z is X itself: a bare estimator
+    ordinals: Ordinals | None = None
+    scaled: bool = True      # are numbers centred or scaled (False: mean 0 and scale 1)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         if self.identity:
@@ -118,10 +171,10 @@ class Columns:
             missing = np.isnan(numbers)
             if missing.any():
                 numbers[missing] = np.broadcast_to(self.fill, numbers.shape)[missing]
-        # StandardScaler.transform's own steps: X -= mean_, then X /= scale_.
-        numbers -= self.mean
-        numbers /= self.scale
-        if not self.categories:
+        if self.scaled:  # StandardScaler.transform's own steps: X -= mean_, then X /= scale_.
+            numbers -= self.mean
+            numbers /= self.scale
+        if not self.categories and self.ordinals is None:
             if self.width == len(self.numbers) and (self.number_out == np.arange(self.width)).all():
                 return numbers
         Z = np.zeros((len(X), self.width))
@@ -136,7 +189,42 @@ class Columns:
             index[missing] = fill
             hit = index >= 0
             Z[rows[hit], index[hit]] = 1.0
+        if self.ordinals is not None:
+            self.ordinals.fill(X, Z)
         return Z
+
+    def recoded(self, order: np.ndarray, known: tuple):
+        """These Columns followed by a reordering (output j is column order[j]) and, for the
+        first len(known) outputs, which must be ordinal codes, their index in known (sorted;
+        anything else NaN), as one Columns; None if a recoded output is not an ordinal code.
+        """
+        if self.ordinals is None or self.identity:
+            return None
+        new = np.empty(len(order), dtype=np.intp)
+        new[order] = np.arange(len(order))
+        ordinals = self.ordinals
+        table, missing = ordinals.table.copy(), ordinals.missing.copy()
+        for j, values in enumerate(known):
+            hits = np.flatnonzero(ordinals.outputs == order[j])
+            if not len(hits):
+                return None
+            k = hits[0]
+            table[k] = _index_in(values, table[k])
+            missing[k] = _index_in(values, missing[k:k + 1])[0]
+        categories = tuple((column, np.where(out >= 0, new[out], -1),
+                            new[fill] if fill >= 0 else -1)
+                           for column, out, fill in self.categories)
+        return dataclasses.replace(
+            self, number_out=new[self.number_out], categories=categories,
+            ordinals=dataclasses.replace(ordinals, outputs=new[ordinals.outputs], table=table,
+                                         missing=missing))
+
+
+def _index_in(known: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each value's index in the sorted array known; NaN where it is not there."""
+    index = np.searchsorted(known, values).clip(0, max(len(known) - 1, 0))
+    found = (known[index] == values) if len(known) else np.zeros(len(values), dtype=bool)
+    return np.where(found, index, np.nan)
 
 
 @dataclass(frozen=True)
@@ -149,6 +237,33 @@ class Linear:
     columns: Columns
     reference: np.ndarray    # (width,): the Z explanations measure from
     groups: np.ndarray       # (width,): the input feature of each of Z's columns
+
+    def predict(self, X: np.ndarray, probabilities: bool):
+        """(labels or values, probabilities or None), as LogisticRegression's predict and
+        predict_proba or a regressor's predict compute them."""
+        scores = self.scores(self.columns.transform(X))
+        if self.kind == REGRESSION:
+            return scores, None
+        if self.kind == BINARY:
+            labels = (scores > 0).astype(np.intp)
+            if not probabilities:
+                return labels, None
+            positive = np.array([_expit(s) for s in scores.tolist()])
+            return labels, np.stack([1 - positive, positive], axis=1)
+        # A multinomial model, as scikit-learn 1.9 computes it: the same NumPy operations in
+        # the same order, so the results are bitwise identical (tests/test_fast_path.py),
+        # without its per-call input validation (~10x the arithmetic for one row), and the
+        # scores are computed once, not twice.
+        labels = scores.argmax(axis=1)  # classes_ are the signature's, in order (checked)
+        if not probabilities:
+            return labels, None
+        scores -= scores.max(axis=1, keepdims=True)  # sklearn.utils.extmath.softmax
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        return labels, scores
+
+    def decision(self, X: np.ndarray) -> np.ndarray:
+        return self.scores(self.columns.transform(X))
 
     def scores(self, Z: np.ndarray) -> np.ndarray:
         """decision_function of the final estimator, as scikit-learn computes it."""
@@ -177,6 +292,16 @@ class Linear:
         return summed
 
 
+def _expit(x: float) -> float:
+    """scipy.special.expit, which LogisticRegression's binary predict_proba calls: 1 / (1 +
+    exp(-x)) in C with the C library's exp, as math.exp is. NumPy's own (vectorised) exp may
+    differ in the last bit, and importing scipy costs the cold start."""
+    try:
+        return 1.0 / (1.0 + math.exp(-x))
+    except OverflowError:  # exp(-x) beyond the largest float: C's is inf, and 1 / inf is 0
+        return 0.0
+
+
 def linear(estimator, signature, means: list) -> Linear:
     """The Linear computing this tree of stand-ins; Unsupported says why it cannot.
 
@@ -194,19 +319,26 @@ def _linear(estimator, signature, means: list) -> Linear:
     *transforms, (_, final) = steps
     if not isinstance(final, (LogisticRegression, LinearRegressor)):
         raise Unsupported(f"the final step is {type(final).__name__}, not a linear model")
+    columns, reference, groups = preprocessing([step for _, step in transforms], signature,
+                                               means)
+    if columns.ordinals is not None:
+        raise Unsupported("a linear model after an OrdinalEncoder is not served by NumPy")
+    return Linear(*_coefficients(final, signature, columns.width), columns, reference, groups)
+
+
+def preprocessing(transforms: list, signature, means: list) -> tuple:
+    """(Columns, reference Z, each Z column's input feature) of the steps before the final
+    estimator: none (a bare estimator), a ColumnTransformer, or a chain over every column."""
     n = len(signature.features)
     if not transforms:
         if not all(f.number for f in signature.features):
             raise Unsupported("a bare estimator cannot take categories")
-        columns = _identity(n)
-        reference, groups = np.asarray(means, dtype=float), np.arange(n)
-    else:
-        if len(transforms) == 1 and isinstance(transforms[0][1], ColumnTransformer):
-            blocks = _blocks(transforms[0][1])
-        else:  # a chain of imputer and scaler over every column
-            blocks = [([step for _, step in transforms], list(range(n)))]
-        columns, reference, groups = _columns(blocks, signature)
-    return Linear(*_coefficients(final, signature, columns.width), columns, reference, groups)
+        return _identity(n), np.asarray(means, dtype=float), np.arange(n)
+    if len(transforms) == 1 and isinstance(transforms[0], ColumnTransformer):
+        blocks = _blocks(transforms[0])
+    else:  # a chain of imputer and scaler over every column
+        blocks = [(list(transforms), list(range(n)))]
+    return _columns(blocks, signature)
 
 
 def _identity(n: int) -> Columns:
@@ -229,14 +361,19 @@ def _blocks(transformer: ColumnTransformer) -> list:
             raise Unsupported(f"transformer {name!r} selects columns by {columns.dtype}, "
                               "not by index")
         chain = [step for _, step in fitted.steps] if isinstance(fitted, Pipeline) else [fitted]
+        chain = [step for step in chain if not _identity_function(step)]
         blocks.append((chain, columns.tolist()))
     return blocks
+
+
+def _identity_function(step) -> bool:
+    return isinstance(step, FunctionTransformer) and step.func is None
 
 
 def _columns(blocks: list, signature) -> tuple:
     """Columns, the reference Z and each Z column's input feature, from the blocks."""
     features = signature.features
-    numbers, number_out, fill, mean, scale, categories = [], [], [], [], [], []
+    numbers, number_out, fill, mean, scale, categories, ordinals = [], [], [], [], [], [], []
     reference, groups = [], []
     width = 0
     for chain, inputs in blocks:
@@ -257,6 +394,14 @@ def _columns(blocks: list, signature) -> tuple:
                 reference += [shares.get(c, 0.0) for c in known]
                 groups += [j] * len(known)
                 width += len(known)
+            continue
+        if len(chain) == 1 and isinstance(chain[0], OrdinalEncoder):
+            for j, codes, missing_code, refuse in _ordinal(chain[0], inputs, statistics,
+                                                           features):
+                ordinals.append((j, width, codes, missing_code, refuse))
+                reference.append(0.0)
+                groups.append(j)
+                width += 1
             continue
         centre, spread = np.zeros(len(inputs)), np.ones(len(inputs))
         if len(chain) == 1 and isinstance(chain[0], StandardScaler):
@@ -282,8 +427,33 @@ def _columns(blocks: list, signature) -> tuple:
     columns = Columns(width, np.array(numbers, dtype=np.intp),
                       np.array(number_out, dtype=np.intp), np.array(fill), np.array(mean),
                       np.array(scale), tuple(categories),
-                      any(features[j].missing for j in numbers), False)
+                      any(features[j].missing for j in numbers), False,
+                      Ordinals.of(ordinals) if ordinals else None,
+                      any(m != 0.0 for m in mean) or any(v != 1.0 for v in scale))
     return columns, np.array(reference), np.array(groups, dtype=np.intp)
+
+
+def _ordinal(encoder: OrdinalEncoder, inputs: list, statistics: list, features) -> list:
+    """(input column, code per signature code + [-1], code of a missing value, whether an
+    unknown category is refused) per column."""
+    if encoder._infrequent_enabled or len(encoder.categories_) != len(inputs) \
+            or encoder.handle_unknown not in ("error", "use_encoded_value"):
+        raise Unsupported("the OrdinalEncoder has infrequent categories or other columns")
+    unknown = (math.nan if encoder.handle_unknown == "error"
+               else float(encoder.unknown_value))
+    found = []
+    for j, known, filled in zip(inputs, encoder.categories_, statistics):
+        if features[j].number:
+            raise Unsupported(f"{features[j].name} is a number but is ordinal encoded")
+        names = [str(c) for c in known.tolist()]
+        codes = [float(names.index(c)) if c in names else unknown
+                 for c in features[j].categories] + [unknown]
+        # An imputer in front fills a missing value; else it is encoded_missing_value.
+        imputed = filled == filled and str(filled) in names  # NaN: no imputer in front
+        missing = (float(names.index(str(filled))) if imputed
+                   else float(encoder.encoded_missing_value))
+        found.append((j, np.array(codes), missing, encoder.handle_unknown == "error"))
+    return found
 
 
 def _imputer(imputer, count: int) -> list:

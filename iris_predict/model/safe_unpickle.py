@@ -13,9 +13,10 @@ The design: every global a pickle names passes through `find_class`; ours
 resolves only the globals that the estimators below name when joblib stores
 them (found by recording find_class while loading real pickles of each), and
 refuses anything else before it is imported or called, with an error naming
-the refused global. The classes train.py produces (a LogisticRegression or
-Ridge, alone or after a ColumnTransformer of imputers, scalers and one-hot
-encoders: estimators.STAND_INS) resolve to plain stand-ins, so serving them
+the refused global. The classes NumPy computes (linear models and their
+imputers, scalers and encoders: estimators.STAND_INS; trees, forests and
+gradient boosting: trees.STAND_INS; XGBoost and LightGBM models converted by
+train.py: boosters.STAND_INS) resolve to plain stand-ins, so serving them
 never imports scikit-learn. A short list of other common estimators
 (FALLBACK) is served by scikit-learn itself: a pickle that names one raises
 NeedsScikitLearn when read with stand-ins, and artifact.py reads it again
@@ -41,7 +42,9 @@ import pickle
 
 from joblib.numpy_pickle import NumpyUnpickler
 
-from iris_predict.model.estimators import STAND_INS
+from iris_predict.model import boosters, estimators, trees
+
+STAND_INS = {**estimators.STAND_INS, **trees.STAND_INS, **boosters.STAND_INS}
 
 # numpy's, joblib's and Python's globals that the pickles of the estimators here name:
 # arrays, dtypes, scalars (a Ridge's intercept_), slices (a ColumnTransformer's
@@ -63,36 +66,9 @@ PLAIN = {
     ("numpy.random.bit_generator", "SeedSequence"),
     ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
 }
-# The common estimators served by scikit-learn's own predict and predict_proba (docs/model.md),
-# with the classes their pickles name.
-_TREES = [("sklearn.tree._tree", "Tree"), ("sklearn.tree._classes", "DecisionTreeClassifier"),
-          ("sklearn.tree._classes", "DecisionTreeRegressor")]
-_LOSSES = [("sklearn._loss.link", "Interval"), ("sklearn._loss.link", "IdentityLink"),
-           ("sklearn._loss.link", "LogitLink"), ("sklearn._loss.link", "MultinomialLogit")] + [
-    (module, f"{prefix}{loss}") for loss in ("HalfSquaredError", "HalfBinomialLoss",
-                                            "HalfMultinomialLoss")
-    for module, prefix in (("sklearn._loss.loss", ""), ("sklearn._loss._loss", "Cy"),
-                           ("sklearn._loss._loss", "__pyx_unpickle_Cy"))]
+# The common estimators that only scikit-learn's own predict and predict_proba serve
+# (docs/model.md), with the classes their pickles name.
 FALLBACK = {
-    *_TREES,
-    ("sklearn.tree._classes", "ExtraTreeClassifier"),
-    ("sklearn.tree._classes", "ExtraTreeRegressor"),
-    ("sklearn.ensemble._forest", "RandomForestClassifier"),
-    ("sklearn.ensemble._forest", "RandomForestRegressor"),
-    ("sklearn.ensemble._forest", "ExtraTreesClassifier"),
-    ("sklearn.ensemble._forest", "ExtraTreesRegressor"),
-    *_LOSSES,
-    ("sklearn.dummy", "DummyClassifier"),
-    ("sklearn.dummy", "DummyRegressor"),
-    ("sklearn.ensemble._gb", "GradientBoostingClassifier"),
-    ("sklearn.ensemble._gb", "GradientBoostingRegressor"),
-    ("sklearn.ensemble._hist_gradient_boosting.gradient_boosting",
-     "HistGradientBoostingClassifier"),
-    ("sklearn.ensemble._hist_gradient_boosting.gradient_boosting",
-     "HistGradientBoostingRegressor"),
-    ("sklearn.ensemble._hist_gradient_boosting.binning", "_BinMapper"),
-    ("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor"),
-    ("sklearn.preprocessing._label", "LabelEncoder"),
     ("sklearn.neighbors._classification", "KNeighborsClassifier"),
     ("sklearn.neighbors._regression", "KNeighborsRegressor"),
     ("sklearn.neighbors._kd_tree", "KDTree"),
@@ -103,9 +79,6 @@ FALLBACK = {
     ("sklearn.metrics._dist_metrics", "newObj"),
     ("sklearn.svm._classes", "SVC"),
     ("sklearn.svm._classes", "SVR"),
-    # A ColumnTransformer's "passthrough" (its function, None, is the identity; any other
-    # function is a global of its own, refused unless allowed here).
-    ("sklearn.preprocessing._function_transformer", "FunctionTransformer"),
 }
 ALLOWED = PLAIN | set(STAND_INS) | FALLBACK
 

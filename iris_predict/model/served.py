@@ -13,7 +13,6 @@ cause is logged once instead of once per request.
 
 import asyncio
 import logging
-import math
 import threading
 import warnings
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from iris_predict import settings
 from iris_predict.errors import InvalidRequest, ModelLoading, ModelUnavailable
-from iris_predict.model import artifact, estimators, signature
+from iris_predict.model import artifact, compute, estimators, signature
 
 log = logging.getLogger(__name__)
 FEW_ROWS = 16  # below this, a loop in Python beats NumPy's overhead per call
@@ -41,7 +40,7 @@ class Model:
     served by scikit-learn reads it (a one-hot encoder ignores unknown categories alike).
     """
 
-    def __init__(self, estimator, metadata: dict):
+    def __init__(self, estimator, metadata: dict, computed=None):
         self.estimator = estimator
         self.metadata = metadata
         self.signature = signature.from_metadata(metadata)
@@ -52,51 +51,40 @@ class Model:
         self.ranges = list(zip(self.mins.tolist(), self.maxs.tolist()))  # (min, max) per feature
         # Stable for one model file, new for any other: clients can tell models apart.
         self.version = metadata["sha256"][:VERSION_DIGITS]
-        # What train.py fits: computed with NumPy alone, as scikit-learn would (estimators.py).
-        try:
-            self.linear = estimators.linear(estimator, self.signature,
-                                            artifact.means(self.signature))
-        except estimators.Unsupported:
-            self.linear = None
+        # The model computed with NumPy alone, as its library would (compute.py); None: by
+        # scikit-learn's own methods.
+        self.computed = computed or compute.with_numpy(estimator, self.signature)
+        self.linear = self.computed if isinstance(self.computed, estimators.Linear) else None
         self._objects = not all(f.number for f in features)  # scikit-learn takes strings
 
     def predict(self, X: np.ndarray, probabilities: bool, unknown=()):
         """(labels, probabilities or None): class indices and (rows, classes) probabilities
         for a classifier; float values and None for a regressor."""
-        if self.linear is None:
+        if self.computed is None:
             return self._sklearn_predict(X, probabilities, unknown)
-        linear = self.linear
-        scores = linear.scores(linear.columns.transform(X))
-        if linear.kind == estimators.REGRESSION:
-            return scores, None
-        if linear.kind == estimators.BINARY:
-            # LogisticRegression's predict and predict_proba for two classes.
-            labels = (scores > 0).astype(np.intp)
-            if not probabilities:
-                return labels, None
-            positive = np.array([_expit(s) for s in scores.tolist()])
-            return labels, np.stack([1 - positive, positive], axis=1)
-        # LogisticRegression's decision_function, predict and predict_proba for a
-        # multinomial model, as scikit-learn 1.9 computes them: the same NumPy
-        # operations in the same order, so the results are bitwise identical
-        # (tests/test_fast_path.py), without its per-call input validation (~10x the
-        # arithmetic for one row), and the scores are computed once, not twice.
-        labels = scores.argmax(axis=1)  # classes_ are the signature's, in order (checked)
-        if not probabilities:
-            return labels, None
-        scores -= scores.max(axis=1, keepdims=True)  # sklearn.utils.extmath.softmax
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=1, keepdims=True)
-        return labels, scores
+        try:
+            return self.computed.predict(X, probabilities)
+        except estimators.UnknownCategory as e:
+            raise self._unknown(e) from None
 
     def decision(self, X: np.ndarray, unknown=()) -> np.ndarray:
         """decision_function(X), shaped as scikit-learn returns it (binary: one score)."""
-        if self.linear is not None:
-            return self.linear.scores(self.linear.columns.transform(X))
+        if self.computed is not None:
+            try:
+                scores = self.computed.decision(X)
+            except estimators.UnknownCategory as e:
+                raise self._unknown(e) from None
+            if scores is not None:
+                return scores
         if not hasattr(self.estimator, "decision_function"):
             raise InvalidRequest(f"the served model {self.metadata['estimator']} has no "
                                  "decision function")
         return self._sklearn("decision_function", X, unknown)
+
+    def _unknown(self, error: estimators.UnknownCategory) -> InvalidRequest:
+        feature = self.signature.features[error.args[0]]
+        return InvalidRequest(f"{feature.name}: the model's encoder refuses categories it "
+                              f"did not see in training; it takes {feature.allowed()}")
 
     def explain(self, X: np.ndarray, labels) -> np.ndarray:
         """Each input feature's share of the score of class labels[i] (a regressor: of the
@@ -168,16 +156,6 @@ class Model:
         for i, j, text in unknown:
             rows[i, j] = text
         return rows
-
-
-def _expit(x: float) -> float:
-    """scipy.special.expit, which LogisticRegression's binary predict_proba calls: 1 / (1 +
-    exp(-x)) in C with the C library's exp, as math.exp is. NumPy's own (vectorised) exp may
-    differ in the last bit, and importing scipy costs the cold start."""
-    try:
-        return 1.0 / (1.0 + math.exp(-x))
-    except OverflowError:  # exp(-x) beyond the largest float: C's is inf, and 1 / inf is 0
-        return 0.0
 
 
 _lock = threading.Lock()

@@ -1,0 +1,160 @@
+"""The tree models the bench serves beside the linear one, on one table, all made each run.
+
+A 20-feature table (17 numbers with 5% missing cells, 3 categories), written here with a
+fixed seed; on it, `train.py --csv` makes the linear pipeline (the reference), and the
+models of issue 21 are fitted here and packaged by `train.py --model`: a 300-tree depth-6
+XGBoost classifier, a 300-iteration depth-6 HistGradientBoosting classifier and a 100-tree
+depth-10 random forest, each behind the same ColumnTransformer (numbers as they are,
+categories as ordinal codes). Fitting needs the training libraries (requirements-train.txt),
+so it runs in this interpreter, the project's dev venv; the models are served from the
+bench's runtime venv like any other.
+
+`python -m bench.trees DIRECTORY` makes them; `python -m bench.trees --batch DIRECTORY`
+times 1,000-row batches in process, the function's NumPy against each library's own
+predict_proba on the same rows (as the libraries default their threads).
+"""
+
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness import ROOT
+
+ROWS = 5_000
+QUICK_ROWS = 500  # `python -m bench --quick`: the same models, fitted in seconds
+NUMBERS = 17
+CATEGORIES = {"region": ("north", "south", "east", "west"), "plan": ("basic", "plus", "pro"),
+              "channel": ("web", "store", "phone", "partner", "other")}
+TARGET = "churned"
+LINEAR, XGBOOST, HIST, FOREST = "linear", "xgboost", "hist-gradient-boosting", "random-forest"
+MODELS = (LINEAR, XGBOOST, HIST, FOREST)
+BATCH_ROWS = 1_000
+
+
+def rows(seed: int = 21, count: int = ROWS) -> tuple:
+    """(header, rows as written to the CSV, target): numbers with missing cells, categories."""
+    rng = np.random.default_rng(seed)
+    numbers = rng.normal(size=(count, NUMBERS))
+    numbers[rng.random(numbers.shape) < 0.05] = np.nan
+    picked = {name: rng.integers(0, len(values), count) for name, values in CATEGORIES.items()}
+    score = (np.nansum(numbers[:, :6] * np.linspace(1, -1, 6), axis=1) + picked["plan"] * 0.5
+             - (picked["region"] == 1) + rng.normal(0, 0.5, count))
+    header = [f"x{j}" for j in range(NUMBERS)] + list(CATEGORIES) + [TARGET]
+    table = [[("" if np.isnan(v) else round(float(v), 6)) for v in numbers[i]]
+             + [CATEGORIES[name][picked[name][i]] for name in CATEGORIES] + [int(score[i] > 0)]
+             for i in range(count)]
+    return header, table
+
+
+ONE_ROW = dict(zip([f"x{j}" for j in range(NUMBERS)] + list(CATEGORIES),
+                   [0.25] * NUMBERS + ["south", "plus", "web"]))
+
+
+def model_path(directory: Path, name: str) -> Path:
+    return directory / f"{name}.joblib"
+
+
+def objects(table: list) -> np.ndarray:
+    """The CSV's feature cells as the pipelines take them: floats (NaN) and strings."""
+    return np.array([[np.nan if v == "" else v for v in row[:-1]] for row in table],
+                    dtype=object)
+
+
+def estimators() -> dict:
+    """The fitted pipelines, by name (the training libraries imported here only)."""
+    import xgboost
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    def pipe(final):
+        columns = ColumnTransformer([
+            ("numbers", "passthrough", list(range(NUMBERS))),
+            ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+             list(range(NUMBERS, NUMBERS + len(CATEGORIES))))])
+        return Pipeline([("columns", columns), ("model", final)])
+
+    coded = list(range(NUMBERS, NUMBERS + len(CATEGORIES)))
+    return {
+        XGBOOST: pipe(xgboost.XGBClassifier(n_estimators=300, max_depth=6, random_state=0)),
+        HIST: pipe(HistGradientBoostingClassifier(max_iter=300, max_depth=6,
+                                                  early_stopping=False, random_state=0,
+                                                  categorical_features=coded)),
+        FOREST: pipe(RandomForestClassifier(100, max_depth=10, random_state=0)),
+    }
+
+
+def make(directory: Path, count: int = ROWS):
+    """Every model of MODELS in directory, each beside its model.json; raises on failure."""
+    directory.mkdir(parents=True, exist_ok=True)
+    header, table = rows(count=count)
+    csv_path = directory / "table.csv"
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *table])
+    X, y = objects(table), np.array([row[-1] for row in table])
+    commands = [["--csv", str(csv_path), "--target", TARGET, "--output",
+                 str(model_path(directory, LINEAR))]]
+    import joblib
+    for name, estimator in estimators().items():
+        pickled = directory / f"{name}.pkl"
+        joblib.dump(estimator.fit(X, y), pickled)
+        commands.append(["--model", str(pickled), "--csv", str(csv_path), "--target", TARGET,
+                         "--output", str(model_path(directory, name))])
+    for arguments in commands:
+        run = subprocess.run([sys.executable, "train.py", *arguments], cwd=ROOT,
+                             capture_output=True, text=True, timeout=600)
+        if run.returncode != 0:
+            raise RuntimeError(f"train.py {' '.join(arguments)} failed:\n{run.stderr[-2000:]}")
+
+
+def batch_seconds(directory: Path, rounds: int = 7) -> dict:
+    """{model: {"function_ms", "library_ms"}}: median time of one 1,000-row batch, the
+    function's NumPy (Model.predict with probabilities) against the library's predict_proba
+    of the same pipeline, both in this process, interleaved."""
+    import joblib
+
+    sys.path.insert(0, str(ROOT))
+    from iris_predict.model import artifact, served
+    from tests.models import encode
+
+    _, table = rows(seed=5, count=BATCH_ROWS)
+    X_objects = objects(table)
+    found = {}
+    for name in MODELS[1:]:
+        model = served.Model(*artifact.load(model_path(directory, name)))
+        X = encode(model.metadata, X_objects)
+        library = joblib.load(directory / f"{name}.pkl")
+        ours, theirs = [], []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            model.predict(X.copy(), probabilities=True)
+            ours.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            library.predict_proba(X_objects)
+            theirs.append(time.perf_counter() - started)
+        found[name] = {"function_ms": statistics.median(ours) * 1e3,
+                       "library_ms": statistics.median(theirs) * 1e3}
+    return found
+
+
+def measure_batches(directory: Path) -> dict:
+    """batch_seconds in a fresh process of this interpreter (the libraries stay out of ours)."""
+    run = subprocess.run([sys.executable, "-m", "bench.trees", "--batch", str(directory)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if run.returncode != 0:
+        raise RuntimeError(f"bench.trees --batch failed:\n{run.stderr[-2000:]}")
+    return json.loads(run.stdout)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--batch":
+        print(json.dumps(batch_seconds(Path(sys.argv[2]))))
+    else:
+        make(Path(sys.argv[1]))

@@ -1,0 +1,395 @@
+"""Trees, forests and boosting, packaged by train.py --model and served by NumPy, answer
+exactly as their own libraries do.
+
+The oracles are the libraries themselves (scikit-learn, XGBoost, LightGBM), asked for
+predict and predict_proba on the fitted object the test made. The rows are a table with
+missing numbers, a category column with missing and never-seen categories, and cells
+exactly on the models' split thresholds (and one float32 step either side), where a
+comparison done in the wrong type or direction answers differently.
+"""
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import joblib
+import lightgbm
+import numpy as np
+import pytest
+import xgboost
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (ExtraTreesRegressor, GradientBoostingClassifier,
+                              GradientBoostingRegressor, HistGradientBoostingClassifier,
+                              HistGradientBoostingRegressor, RandomForestClassifier,
+                              RandomForestRegressor)
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+import train
+from harness import ROOT, FunctionServer
+from iris_predict.model import artifact, served
+from tests.models import encode, write_csv
+
+ROWS = 300
+COLOURS = ("red", "green", "blue", "white", "black")
+NUMBERS = ("height", "width", "count")
+# Relative: the libraries' own arithmetic is followed step by step, so most answers are
+# bitwise equal; 1e-12 leaves room for a compiler that fuses a multiply and an add (FMA)
+# in a library's loop on another CPU.
+RTOL = 1e-12
+
+
+def make_rows(seed: int, rows: int = ROWS) -> np.ndarray:
+    """Object rows: height (normal), width (10% missing), count (whole numbers: cells on
+    thresholds), colour (a category, 5% missing)."""
+    rng = np.random.default_rng(seed)
+    height = rng.normal(50, 12, rows)
+    width = np.where(rng.random(rows) < 0.1, np.nan, rng.uniform(0, 30, rows))
+    count = rng.integers(0, 12, rows).astype(float)
+    colour = np.array([np.nan if r < 0.05 else COLOURS[int(c)]
+                       for r, c in zip(rng.random(rows), rng.integers(0, 5, rows))],
+                      dtype=object)
+    return np.column_stack([height, width, count, colour]).astype(object)
+
+
+def score_of(rows: np.ndarray) -> np.ndarray:
+    colour = {"red": 1.0, "green": -0.5, "blue": 0.3, "white": 0.0, "black": -1.0}
+    width = np.nan_to_num(rows[:, 1].astype(float), nan=15.0)
+    return ((rows[:, 0].astype(float) - 50) / 12 + (width - 15) / 10
+            + (rows[:, 2].astype(float) - 6) / 4
+            + np.array([colour.get(c, 0.0) if isinstance(c, str) else 0.0 for c in rows[:, 3]]))
+
+
+TARGETS = {
+    "binary": lambda s: (s > 0).astype(int),
+    "three": lambda s: np.digitize(s, [-0.7, 0.7]),
+    "value": lambda s: 30 + 10 * s,
+    "positive": lambda s: np.exp(s / 2),          # poisson, gamma, tweedie
+    "share": lambda s: 1 / (1 + np.exp(-s)),       # reg:logistic
+}
+
+
+def numbers_then_codes(unknown=-1) -> ColumnTransformer:
+    """Numbers as they are, the colour as an ordinal code (the usual encoder before trees)."""
+    return ColumnTransformer([
+        ("numbers", "passthrough", [0, 1, 2]),
+        ("colour", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=unknown),
+         [3])])
+
+
+def imputed_then_codes() -> ColumnTransformer:
+    """For GradientBoosting, which takes no missing values."""
+    return ColumnTransformer([
+        ("numbers", SimpleImputer(strategy="median"), [0, 1, 2]),
+        ("colour", Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
+                             ("code", OrdinalEncoder(handle_unknown="use_encoded_value",
+                                                     unknown_value=-1))]), [3])])
+
+
+def pipe(final, columns=None) -> Pipeline:
+    return Pipeline([("columns", columns or numbers_then_codes()), ("model", final)])
+
+
+XGB = dict(n_estimators=30, max_depth=4, learning_rate=0.3, n_jobs=1)
+LGB = dict(n_estimators=30, num_leaves=15, min_child_samples=5, verbose=-1, n_jobs=1)
+CODED = {"model__categorical_feature": [3]}  # LightGBM: the colour's code is a category
+
+# id: (target, estimator, fit keyword arguments)
+MODELS = {
+    "decision tree classifier": ("three", lambda: pipe(DecisionTreeClassifier(random_state=0)), {}),
+    "decision tree regressor": ("value", lambda: pipe(DecisionTreeRegressor(max_depth=8)), {}),
+    "random forest classifier": ("binary", lambda: pipe(RandomForestClassifier(
+        30, max_depth=8, random_state=0)), {}),
+    "random forest regressor": ("value", lambda: pipe(RandomForestRegressor(
+        20, random_state=0)), {}),
+    "extra trees regressor": ("value", lambda: pipe(ExtraTreesRegressor(20, random_state=0)), {}),
+    "gradient boosting binary": ("binary", lambda: pipe(GradientBoostingClassifier(
+        n_estimators=30, random_state=0), imputed_then_codes()), {}),
+    "gradient boosting three classes": ("three", lambda: pipe(GradientBoostingClassifier(
+        n_estimators=20, random_state=0), imputed_then_codes()), {}),
+    "gradient boosting exponential": ("binary", lambda: pipe(GradientBoostingClassifier(
+        loss="exponential", n_estimators=20), imputed_then_codes()), {}),
+    "gradient boosting huber": ("value", lambda: pipe(GradientBoostingRegressor(
+        loss="huber", n_estimators=20), imputed_then_codes()), {}),
+    "hist gradient boosting categories": ("three", lambda: pipe(HistGradientBoostingClassifier(
+        max_iter=30, categorical_features=[3], random_state=0)), {}),
+    "hist gradient boosting binary": ("binary", lambda: pipe(HistGradientBoostingClassifier(
+        max_iter=30, categorical_features=[3]), numbers_then_codes(np.nan)), {}),
+    "hist gradient boosting poisson": ("positive", lambda: pipe(HistGradientBoostingRegressor(
+        loss="poisson", max_iter=30, categorical_features=[3])), {}),
+    "xgboost binary:logistic": ("binary", lambda: pipe(xgboost.XGBClassifier(**XGB)), {}),
+    "xgboost multi:softprob": ("three", lambda: pipe(xgboost.XGBClassifier(**XGB)), {}),
+    "xgboost multi:softmax": ("three", lambda: pipe(xgboost.XGBClassifier(
+        objective="multi:softmax", **XGB)), {}),
+    "xgboost categories": ("three", lambda: pipe(xgboost.XGBClassifier(
+        enable_categorical=True, feature_types=["q", "q", "q", "c"], max_cat_to_onehot=1,
+        **XGB)), {}),
+    "xgboost reg:squarederror": ("value", lambda: pipe(xgboost.XGBRegressor(
+        base_score=7.25, **XGB)), {}),
+    "xgboost reg:logistic": ("share", lambda: pipe(xgboost.XGBRegressor(
+        objective="reg:logistic", **XGB)), {}),
+    "xgboost count:poisson": ("positive", lambda: pipe(xgboost.XGBRegressor(
+        objective="count:poisson", **XGB)), {}),
+    "lightgbm binary": ("binary", lambda: pipe(lightgbm.LGBMClassifier(**LGB)), CODED),
+    "lightgbm multiclass": ("three", lambda: pipe(lightgbm.LGBMClassifier(**LGB)), CODED),
+    "lightgbm regression": ("value", lambda: pipe(lightgbm.LGBMRegressor(**LGB)), CODED),
+    "lightgbm l1": ("value", lambda: pipe(lightgbm.LGBMRegressor(objective="l1", **LGB)), {}),
+    "lightgbm huber": ("value", lambda: pipe(lightgbm.LGBMRegressor(objective="huber", **LGB)),
+                       {}),
+    "lightgbm poisson": ("positive", lambda: pipe(lightgbm.LGBMRegressor(
+        objective="poisson", **LGB)), CODED),
+    "lightgbm gamma": ("positive", lambda: pipe(lightgbm.LGBMRegressor(
+        objective="gamma", **LGB)), {}),
+    "lightgbm tweedie": ("positive", lambda: pipe(lightgbm.LGBMRegressor(
+        objective="tweedie", **LGB)), {}),
+    "lightgbm zero_as_missing": ("value", lambda: pipe(lightgbm.LGBMRegressor(
+        zero_as_missing=True, **LGB)), {}),
+    "lightgbm use_missing=False": ("value", lambda: pipe(lightgbm.LGBMRegressor(
+        use_missing=False, **LGB)), {}),
+}
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """(directory, training rows, score per row)."""
+    directory = tmp_path_factory.mktemp("trees")
+    rows = make_rows(7)
+    return directory, rows, score_of(rows)
+
+
+def write_table(directory: Path, rows, y, target: str) -> Path:
+    cells = [[None if isinstance(v, float) and np.isnan(v) else v for v in row] + [t]
+             for row, t in zip(rows.tolist(), y.tolist())]
+    header = [*NUMBERS, "colour"][:rows.shape[1]]
+    return write_csv(directory / f"{target}.csv", [*header, target], cells)
+
+
+def package(directory: Path, fitted, rows, y, target: str, name: str) -> Path:
+    """train.py --model: the fitted object pickled, packaged beside a CSV of its rows."""
+    csv = write_table(directory, rows, y, target)
+    stem = name.replace(" ", "_").replace(":", "_").replace("=", "_")
+    pickled = directory / f"{stem}.pkl"
+    joblib.dump(fitted, pickled)
+    output = directory / f"{stem}.joblib"
+    assert train.main(["--model", str(pickled), "--csv", str(csv), "--target", target,
+                       "--output", str(output)]) == 0
+    return output
+
+
+def thresholds(fitted) -> dict:
+    """{input column: split values} of the model's numbers, for cells exactly on them."""
+    final = fitted[-1] if isinstance(fitted, Pipeline) else fitted
+    found = {}
+
+    def add(features, values):
+        for f, t in zip(np.asarray(features).tolist(), np.asarray(values).tolist()):
+            if 0 <= f < len(NUMBERS) and np.isfinite(t):
+                found.setdefault(f, set()).add(float(t))
+
+    if isinstance(final, (xgboost.XGBModel, lightgbm.LGBMModel)):
+        frame = (final.get_booster() if isinstance(final, xgboost.XGBModel)
+                 else final.booster_).trees_to_dataframe()
+        if isinstance(final, xgboost.XGBModel):
+            frame = frame[frame["Feature"] != "Leaf"]
+            add(frame["Feature"].str.lstrip("f").astype(int), frame["Split"])
+        else:
+            frame = frame[frame["decision_type"] == "<="]  # not a category split
+            add(frame["split_feature"].str.replace("Column_", "").astype(int),
+                frame["threshold"].astype(float))
+        return found
+    if hasattr(final, "_predictors"):
+        for predictor in [p for iteration in final._predictors for p in iteration]:
+            nodes = predictor.nodes[predictor.nodes["is_leaf"] == 0]
+            add(nodes["feature_idx"], nodes["num_threshold"])
+        return found
+    estimators = getattr(final, "estimators_", [final])
+    for estimator in np.ravel(estimators):
+        add(estimator.tree_.feature, estimator.tree_.threshold)
+    return found
+
+
+def probe_rows(fitted, rows) -> np.ndarray:
+    """The training rows, new rows, never-seen and missing categories, and each number set
+    exactly on a split threshold and one float32 step either side of it."""
+    extra = make_rows(99, 200)
+    unseen = rows[:20].copy()
+    unseen[:, 3] = "purple"
+    missing = rows[20:30].copy()
+    missing[:, 1] = np.nan
+    missing[:, 3] = np.nan
+    probes = []
+    base = rows[0]
+    for column, values in thresholds(fitted).items():
+        for value in sorted(values)[:40]:
+            for cell in (value, float(np.nextafter(np.float32(value), np.float32(np.inf))),
+                         float(np.nextafter(np.float32(value), np.float32(-np.inf)))):
+                row = base.copy()
+                row[column] = cell
+                probes.append(row)
+    return np.vstack([rows, extra, unseen, missing, *([np.array(probes)] if probes else [])])
+
+
+def check_answers(model: served.Model, fitted, rows: np.ndarray, classifier: bool):
+    X = encode(model.metadata, rows)
+    # Categories the CSV never had are -1 to Model, and their own string to the oracle.
+    labels, proba = model.predict(X, probabilities=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unknown categories, feature names
+        expected = fitted.predict(rows)
+        if classifier:
+            expected_proba = fitted.predict_proba(rows)
+    # A few rows at a time take other paths (forest.ANSWERED_FIRST, links.FEW).
+    few = [model.predict(X[i:i + 3], probabilities=True) for i in range(0, 60, 3)]
+    few_labels = np.concatenate([f[0] for f in few])
+    if classifier:
+        assert labels.tolist() == np.asarray(expected).astype(int).tolist()
+        assert few_labels.tolist() == labels[:60].tolist()
+        np.testing.assert_allclose(proba, expected_proba, rtol=RTOL, atol=0)
+        np.testing.assert_allclose(np.concatenate([f[1] for f in few]), expected_proba[:60],
+                                   rtol=RTOL, atol=0)
+    else:
+        np.testing.assert_allclose(labels, expected, rtol=RTOL, atol=0)
+        np.testing.assert_allclose(few_labels, expected[:60], rtol=RTOL, atol=0)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_served_by_numpy_exactly_as_the_library(table, name):
+    directory, rows, score = table
+    target, make, fit = MODELS[name]
+    y = TARGETS[target](score)
+    fitted = make().fit(rows, y, **fit)
+    output = package(directory, fitted, rows, y, target, name)
+    model = served.Model(*artifact.load(output))
+    assert model.computed is not None, "served by NumPy, not the library"
+    check_answers(model, fitted, probe_rows(fitted, rows), target in ("binary", "three"))
+
+
+def test_early_stopping_serves_the_best_iteration(table):
+    directory, rows, score = table
+    y = TARGETS["three"](score)
+    numbers = rows[:, :3].astype(float)
+    for fitted in (xgboost.XGBClassifier(**{**XGB, "n_estimators": 200},
+                                         early_stopping_rounds=3),
+                   lightgbm.LGBMClassifier(**{**LGB, "n_estimators": 200})):
+        fit = ({"eval_set": [(numbers[200:], y[200:])], "verbose": False}
+               if isinstance(fitted, xgboost.XGBModel) else
+               {"eval_set": [(numbers[200:], y[200:])],
+                "callbacks": [lightgbm.early_stopping(3, verbose=False)]})
+        fitted.fit(numbers[:200], y[:200], **fit)
+        best = (fitted.best_iteration if isinstance(fitted, xgboost.XGBModel)
+                else fitted.best_iteration_)
+        assert 0 < best < 150  # it stopped early
+        csv = write_table(directory, rows[:, :3], y, "three")
+        pickled = directory / "stopped.pkl"
+        joblib.dump(fitted, pickled)
+        output = directory / "stopped.joblib"
+        assert train.main(["--model", str(pickled), "--csv", str(csv), "--target", "three",
+                           "--output", str(output)]) == 0
+        model = served.Model(*artifact.load(output))
+        labels, proba = model.predict(numbers, probabilities=True)
+        assert labels.tolist() == fitted.predict(numbers).tolist()
+        np.testing.assert_allclose(proba, fitted.predict_proba(numbers), rtol=RTOL, atol=0)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".ubj", ".txt"])
+def test_booster_files_are_served(table, suffix):
+    """A Booster's save_model file, XGBoost's JSON or UBJSON or LightGBM's text."""
+    directory, rows, score = table
+    numbers = rows[:, :3].astype(float)
+    y = TARGETS["binary"](score)
+    path = directory / f"booster{suffix}"
+    if suffix == ".txt":
+        booster = lightgbm.train({"objective": "binary", "verbose": -1, "num_leaves": 7},
+                                 lightgbm.Dataset(numbers, y), num_boost_round=20)
+        expected = booster.predict(numbers)
+    else:
+        booster = xgboost.train({"objective": "binary:logistic", "max_depth": 3},
+                                xgboost.DMatrix(numbers, y), num_boost_round=20)
+        expected = booster.predict(xgboost.DMatrix(numbers))
+    booster.save_model(str(path))
+    csv = write_table(directory, rows[:, :3], y, "binary")
+    output = directory / f"booster_{suffix[1:]}.joblib"
+    assert train.main(["--model", str(path), "--csv", str(csv), "--target", "binary",
+                       "--output", str(output)]) == 0
+    model = served.Model(*artifact.load(output))
+    assert model.metadata["versions"][("lightgbm" if suffix == ".txt" else "xgboost")]
+    _, proba = model.predict(numbers, probabilities=True)
+    np.testing.assert_allclose(proba[:, 1], expected, rtol=RTOL, atol=0)
+
+
+def squared_error(y, predicted):
+    """A custom objective: its gradient and hessian."""
+    return predicted - y, np.ones_like(predicted)
+
+
+REFUSED = {
+    "xgboost gblinear": (lambda: xgboost.XGBClassifier(booster="gblinear", n_estimators=5),
+                         "gblinear"),
+    "xgboost dart": (lambda: xgboost.XGBClassifier(booster="dart", n_estimators=5), "dart"),
+    "xgboost ranking": (lambda: xgboost.XGBClassifier(objective="rank:pairwise",
+                                                      n_estimators=5), "rank:pairwise"),
+    "xgboost custom objective": (lambda: xgboost.XGBRegressor(
+        objective=squared_error, n_estimators=5), "custom objective"),
+    "lightgbm linear_tree": (lambda: lightgbm.LGBMRegressor(linear_tree=True, n_estimators=5,
+                                                            verbose=-1), "linear_tree"),
+    "lightgbm rf": (lambda: lightgbm.LGBMRegressor(boosting_type="rf", n_estimators=5,
+                                                   subsample=0.5, subsample_freq=1,
+                                                   verbose=-1), "boosting='rf'"),
+    "lightgbm cross_entropy": (lambda: lightgbm.LGBMRegressor(objective="cross_entropy",
+                                                              n_estimators=5, verbose=-1),
+                               "cross_entropy"),
+}
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_what_is_not_exact_is_refused_when_packaging(table, tmp_path, name):
+    directory, rows, score = table
+    make, named = REFUSED[name]
+    numbers = rows[:, :3].astype(float)
+    fitted = make()
+    y = TARGETS["share" if "regress" in type(fitted).__name__.lower() else "binary"](score)
+    fitted.fit(numbers, y)
+    pickled = tmp_path / "model.pkl"
+    joblib.dump(fitted, pickled)
+    csv = write_table(tmp_path, rows[:, :3], y, "y")
+    done = subprocess.run([sys.executable, "train.py", "--model", str(pickled), "--csv",
+                           str(csv), "--target", "y", "--output", str(tmp_path / "out.joblib")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert named in done.stderr and "Traceback" not in done.stderr
+    assert "is not served" in done.stderr
+    assert not (tmp_path / "out.joblib").exists()
+
+
+@pytest.mark.parametrize("estimator", ["hist-gradient-boosting", "random-forest"])
+def test_train_fits_the_estimator_asked_for(table, tmp_path, estimator):
+    directory, rows, score = table
+    csv = write_table(tmp_path, rows, TARGETS["three"](score), "kind")
+    output = tmp_path / "model.joblib"
+    assert train.main(["--csv", str(csv), "--target", "kind", "--estimator", estimator,
+                       "--output", str(output)]) == 0
+    model = served.Model(*artifact.load(output))
+    assert model.computed is not None
+    fitted = joblib.load(output)
+    check_answers(model, fitted, probe_rows(fitted, rows), classifier=True)
+
+
+def test_the_serving_process_maps_no_training_library(table, tmp_path):
+    """An XGBoost pipeline served: the function answers as XGBoost does, and no process of
+    the server has scikit-learn's, XGBoost's or LightGBM's shared objects mapped."""
+    directory, rows, score = table
+    y = TARGETS["three"](score)
+    fitted = pipe(xgboost.XGBClassifier(**XGB)).fit(rows, y)
+    output = package(tmp_path, fitted, rows, y, "three", "served xgboost")
+    with FunctionServer(env={"MODEL_PATH": str(output)}) as server:
+        row = dict(zip([*NUMBERS, "colour"], rows[0].tolist()))
+        row = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        reply = server.call("POST", row, {"Content-Type": "application/json"})
+        assert reply.status == 200, reply.body
+        assert reply.json()["prediction"] == fitted.predict(rows[:1]).tolist()
+        mapped = "".join(Path(f"/proc/{pid}/maps").read_text() for pid in server.tree())
+    for library in ("sklearn", "xgboost", "lightgbm", "scipy"):
+        assert f"/{library}/" not in mapped, f"{library} is mapped in the serving process"
