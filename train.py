@@ -376,14 +376,16 @@ def package(model_path: Path, csv_path: Path, target: str, output: Path,
     task, classes, y = _fitted_target(classes_, table.target)
     _check_columns(fitted, table, target)
     X = table.objects() if not table.numeric() else np.column_stack(table.columns)
+    if getattr(fitted, "feature_names_in_", None) is not None:
+        X = _frame(table, X)  # fitted on a DataFrame: asked with one, as its owner would
     try:
         answers = predictions(fitted, X, task)
     except Exception as e:  # whatever the model raises on rows it cannot take
         raise TrainError(
-            f"the model cannot predict the CSV's rows given as a NumPy array in column order "
-            f"({type(e).__name__}: {e}); fit it on such an array, with a ColumnTransformer "
-            f"choosing columns by index: X = df.drop(columns=[{target!r}]).to_numpy("
-            f"dtype=object)") from None
+            f"the model cannot predict the CSV's rows, given in column order as a NumPy "
+            f"array or (fitted with column names) a pandas DataFrame ({type(e).__name__}: "
+            f"{e}); fit it on df.drop(columns=[{target!r}]) of the CSV read by pandas, or on "
+            f"its .to_numpy(dtype=object)") from None
     metrics = {f"csv_{k}": v for k, v in scores(*answers, y, task, classes).items()}
     output.parent.mkdir(parents=True, exist_ok=True)
     copied = served is fitted
@@ -395,6 +397,19 @@ def package(model_path: Path, csv_path: Path, target: str, output: Path,
                       libraries=versions, fitted=fitted)
     _check_loads(output)
     return metadata
+
+
+def _frame(table: Table, X: np.ndarray):
+    """The CSV's rows as a pandas DataFrame: numbers as floats, text as objects (NaN missing).
+    pandas is the model's owner's (it was fitted on a DataFrame); serving never imports it."""
+    try:
+        import pandas
+    except ImportError:
+        raise TrainError("the model was fitted on a pandas DataFrame: packaging it needs "
+                         "pandas installed here") from None
+    return pandas.DataFrame({name: (X[:, j] if isinstance(table.columns[j], list)
+                                    else X[:, j].astype(float))
+                             for j, name in enumerate(table.names)})
 
 
 def _read_fitted(model_path: Path):

@@ -351,16 +351,25 @@ def test_packaging_refuses_a_model_of_other_columns(tmp_path, capsys):
     assert "the model takes 5 features, but the CSV has 4 columns besides 'kind'" in err
 
 
-def test_packaging_refuses_a_dataframe_model_selecting_columns_by_name(tmp_path, capsys):
+def test_packaging_serves_a_dataframe_model_selecting_columns_by_name(tmp_path):
     csv, target, rows, y = _garden(tmp_path)
     frame = pd.DataFrame(rows, columns=["height", "colour", "soil", "width"])
+    frame[["height", "width"]] = frame[["height", "width"]].astype(float)
     fitted = Pipeline([("columns", ColumnTransformer([
         ("numbers", "passthrough", ["height"]),
-        ("categories", OneHotEncoder(handle_unknown="ignore"), ["soil"])])),
-        ("model", DecisionTreeClassifier())]).fit(frame.fillna({"height": 0}), y)
-    err = _refusal(tmp_path, capsys, fitted, csv, target)
-    assert "cannot predict the CSV's rows given as a NumPy array in column order" in err
-    assert "to_numpy(dtype=object)" in err
+        ("categories", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+         ["soil"])])),
+        ("model", DecisionTreeClassifier(random_state=0))]).fit(frame, y)
+    joblib.dump(fitted, tmp_path / "fitted.joblib")
+    output = tmp_path / "out.joblib"
+    assert train.main(["--model", str(tmp_path / "fitted.joblib"), "--csv", str(csv),
+                       "--target", target, "--output", str(output)]) == 0
+    served_model = served.Model(*artifact.load(output))
+    assert served_model.computed is not None  # NumPy, by the names mapped onto the features
+    labels, proba = served_model.predict(encode(served_model.metadata, rows), True)
+    classes = served_model.metadata["classes"]
+    assert [classes[k] for k in labels] == fitted.predict(frame).tolist()
+    assert np.array_equal(proba, fitted.predict_proba(frame))
 
 
 def test_packaging_refuses_columns_in_another_order(tmp_path, capsys):
@@ -422,12 +431,15 @@ def test_the_task_is_inferred_from_the_target(tmp_path, values, task):
     assert json.loads((tmp_path / "m.json").read_text())["task"] == task
 
 
-def test_make_model_trains_a_csv(tmp_path):
+@pytest.mark.parametrize("estimator", [None, "random-forest"])
+def test_make_model_trains_a_csv(tmp_path, estimator):
     csv, target = garden_csv(tmp_path, "kind")
     output = tmp_path / "garden.joblib"
     run = subprocess.run(["make", "-s", "model", f"CSV={csv}", f"TARGET={target}",
-                          f"OUTPUT={output}"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+                          f"OUTPUT={output}", *([f"ESTIMATOR={estimator}"] if estimator else [])],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert json.loads(output.with_suffix(".json").read_text())["name"] == "garden_kind"
+    metadata = json.loads(output.with_suffix(".json").read_text())
+    assert metadata["name"] == "garden_kind"
+    assert ("RandomForestClassifier" in metadata["estimator"]) == bool(estimator)
     assert f"wrote {output}" in run.stdout

@@ -393,3 +393,48 @@ def test_the_serving_process_maps_no_training_library(table, tmp_path):
         mapped = "".join(Path(f"/proc/{pid}/maps").read_text() for pid in server.tree())
     for library in ("sklearn", "xgboost", "lightgbm", "scipy"):
         assert f"/{library}/" not in mapped, f"{library} is mapped in the serving process"
+
+
+def test_a_pipeline_fitted_on_a_dataframe_by_column_names(table, tmp_path):
+    """scikit-learn's own examples: pandas read the CSV, the ColumnTransformer picks columns
+    by name. Served by NumPy (no pandas), answering as the pipeline does on the DataFrame."""
+    import pandas as pd
+
+    directory, rows, score = table
+    y = TARGETS["three"](score)
+    csv = write_table(tmp_path, rows, y, "kind")
+    frame = pd.read_csv(csv).drop(columns=["kind"])
+    columns = ColumnTransformer([
+        ("numbers", "passthrough", list(NUMBERS)),
+        ("colour", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+         ["colour"])])
+    fitted = Pipeline([("columns", columns), ("model", HistGradientBoostingClassifier(
+        max_iter=20, categorical_features=[3]))]).fit(frame, y)
+    pickled = tmp_path / "frame.pkl"
+    joblib.dump(fitted, pickled)
+    output = tmp_path / "frame.joblib"
+    assert train.main(["--model", str(pickled), "--csv", str(csv), "--target", "kind",
+                       "--output", str(output)]) == 0
+    model = served.Model(*artifact.load(output))
+    assert model.computed is not None
+    labels, proba = model.predict(encode(model.metadata, rows), probabilities=True)
+    assert labels.tolist() == fitted.predict(frame).tolist()
+    np.testing.assert_allclose(proba, fitted.predict_proba(frame), rtol=RTOL, atol=0)
+
+
+def test_a_dataframe_pipeline_on_other_columns_is_refused(table, tmp_path):
+    import pandas as pd
+
+    directory, rows, score = table
+    y = TARGETS["binary"](score)
+    csv = write_table(tmp_path, rows, y, "y")
+    frame = pd.read_csv(csv).drop(columns=["y"]).rename(columns={"height": "tallness"})
+    fitted = Pipeline([("columns", numbers_then_codes()), ("model",
+                       DecisionTreeClassifier())]).fit(frame, y)
+    pickled = tmp_path / "renamed.pkl"
+    joblib.dump(fitted, pickled)
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--model", str(pickled),
+                           "--csv", str(csv), "--target", "y", "--output",
+                           str(tmp_path / "out.joblib")], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "tallness" in done.stderr

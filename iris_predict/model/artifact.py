@@ -89,11 +89,12 @@ def load(model_path: Path):
     estimator = unpickle(data, model_path, stand_ins=True)
     computed = None
     if estimator is not None:
+        installed = installed_sklearn()  # read once: each read parses its metadata file
         for part in estimators.parts(estimator):
-            if part.checks_version and part.sklearn_version != installed_sklearn():
+            if part.checks_version and part.sklearn_version != installed:
                 raise ModelUnavailable(
                     f"model file {model_path} was pickled by scikit-learn "
-                    f"{part.sklearn_version} but {installed_sklearn()} is installed; "
+                    f"{part.sklearn_version} but {installed} is installed; "
                     "retrain with train.py")
         computed = compute.with_numpy(estimator, shape)
         if computed is None:

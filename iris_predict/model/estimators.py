@@ -357,9 +357,17 @@ def _blocks(transformer: ColumnTransformer) -> list:
         if isinstance(fitted, str):
             raise Unsupported(f"transformer {name!r} is {fitted!r}")
         columns = np.asarray(columns)
+        names = getattr(transformer, "feature_names_in_", None)
+        if columns.dtype.kind in "UO" and names is not None:
+            # Fitted on a DataFrame, it picks columns by name: the names it was fitted on,
+            # which train.py checked are the CSV's columns in order (the signature's).
+            names = [str(n) for n in names.tolist()]
+            if not set(columns.tolist()) <= set(names):
+                raise Unsupported(f"transformer {name!r} picks columns it was not fitted on")
+            columns = np.array([names.index(c) for c in columns.tolist()], dtype=np.intp)
         if columns.dtype.kind not in "iu":
             raise Unsupported(f"transformer {name!r} selects columns by {columns.dtype}, "
-                              "not by index")
+                              "not by index or name")
         chain = [step for _, step in fitted.steps] if isinstance(fitted, Pipeline) else [fitted]
         chain = [step for step in chain if not _identity_function(step)]
         blocks.append((chain, columns.tolist()))

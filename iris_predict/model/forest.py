@@ -30,6 +30,9 @@ LIGHTGBM_ZERO = float(np.float32(1e-35))
 # Up to this many rows, category splits are answered before the walk (Categories.answered):
 # S lookups per row beat a masked step per level for a few rows, not for a batch.
 ANSWERED_FIRST = 16
+# Rows walked together: a block's (rows x trees) arrays stay in the CPU's caches (measured:
+# 256 rows walk 1,000 in 0.7x the time of all at once for 300 trees).
+BLOCK_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,12 @@ class Forest:
 
     def leaves(self, Z: np.ndarray) -> np.ndarray:
         """(rows, trees): the leaf each row reaches in each tree."""
+        if len(Z) > BLOCK_ROWS:
+            return np.concatenate([self._leaves(Z[i:i + BLOCK_ROWS])
+                                   for i in range(0, len(Z), BLOCK_ROWS)])
+        return self._leaves(Z)
+
+    def _leaves(self, Z: np.ndarray) -> np.ndarray:
         Z = np.ascontiguousarray(Z, dtype=self.dtype)
         missing = bool(np.isnan(Z).any())
         feature, threshold, categories = self.feature, self.threshold, self.categories
