@@ -170,7 +170,12 @@ def write_table(directory: Path, rows, y, target: str) -> Path:
 def package(directory: Path, fitted, rows, y, target: str, name: str) -> Path:
     """train.py --model: the fitted object pickled, packaged beside a CSV of its rows."""
     csv = write_table(directory, rows, y, target)
-    stem = name.replace(" ", "_").replace(":", "_").replace("=", "_")
+    return packaged(directory, fitted, csv, target,
+                    name.replace(" ", "_").replace(":", "_").replace("=", "_"))
+
+
+def packaged(directory: Path, fitted, csv: Path, target: str, stem: str) -> Path:
+    """The model file train.py --model writes for the fitted object, pickled, and the CSV."""
     pickled = directory / f"{stem}.pkl"
     joblib.dump(fitted, pickled)
     output = directory / f"{stem}.joblib"
@@ -241,8 +246,10 @@ def check_answers(model: served.Model, fitted, rows: np.ndarray, classifier: boo
         expected = fitted.predict(rows)
         if classifier:
             expected_proba = fitted.predict_proba(rows)
-    # A few rows at a time take other paths (forest.ANSWERED_FIRST, links.FEW).
-    few = [model.predict(X[i:i + 3], probabilities=True) for i in range(0, 60, 3)]
+    # One row and a few rows at a time take other paths (forest.Forest._one_row,
+    # forest.ANSWERED_FIRST, links.FEW): 30 rows alone, 30 three at a time.
+    few = [model.predict(X[i:i + 1], probabilities=True) for i in range(30)] + [
+        model.predict(X[i:i + 3], probabilities=True) for i in range(30, 60, 3)]
     few_labels = np.concatenate([f[0] for f in few])
     if classifier:
         assert labels.tolist() == np.asarray(expected).astype(int).tolist()
@@ -283,12 +290,8 @@ def test_early_stopping_serves_the_best_iteration(table):
                 else fitted.best_iteration_)
         assert 0 < best < 150  # it stopped early
         csv = write_table(directory, rows[:, :3], y, "three")
-        pickled = directory / "stopped.pkl"
-        joblib.dump(fitted, pickled)
-        output = directory / "stopped.joblib"
-        assert train.main(["--model", str(pickled), "--csv", str(csv), "--target", "three",
-                           "--output", str(output)]) == 0
-        model = served.Model(*artifact.load(output))
+        model = served.Model(*artifact.load(packaged(directory, fitted, csv, "three",
+                                                     "stopped")))
         labels, proba = model.predict(numbers, probabilities=True)
         assert labels.tolist() == fitted.predict(numbers).tolist()
         np.testing.assert_allclose(proba, fitted.predict_proba(numbers), rtol=RTOL, atol=0)
@@ -410,12 +413,7 @@ def test_a_pipeline_fitted_on_a_dataframe_by_column_names(table, tmp_path):
          ["colour"])])
     fitted = Pipeline([("columns", columns), ("model", HistGradientBoostingClassifier(
         max_iter=20, categorical_features=[3]))]).fit(frame, y)
-    pickled = tmp_path / "frame.pkl"
-    joblib.dump(fitted, pickled)
-    output = tmp_path / "frame.joblib"
-    assert train.main(["--model", str(pickled), "--csv", str(csv), "--target", "kind",
-                       "--output", str(output)]) == 0
-    model = served.Model(*artifact.load(output))
+    model = served.Model(*artifact.load(packaged(tmp_path, fitted, csv, "kind", "frame")))
     assert model.computed is not None
     labels, proba = model.predict(encode(model.metadata, rows), probabilities=True)
     assert labels.tolist() == fitted.predict(frame).tolist()
@@ -438,3 +436,46 @@ def test_a_dataframe_pipeline_on_other_columns_is_refused(table, tmp_path):
                            str(tmp_path / "out.joblib")], capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "tallness" in done.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "nested", "huge count", "not a model"])
+def test_a_damaged_booster_is_refused_not_crashed(damage):
+    """The UBJSON reader on bytes that are not XGBoost's: a refusal (Unsupported), whatever
+    the bytes say (the SHA-256 check comes first when serving; this is the reader alone)."""
+    from iris_predict.model import boosters, compute, estimators, signature
+
+    good = bytes(xgboost.XGBClassifier(n_estimators=2).fit(
+        np.arange(20.0).reshape(10, 2), [0, 1] * 5).get_booster().save_raw("ubj"))
+    data = {"truncated": good[:len(good) // 2], "nested": b"[" * 100_000,
+            "huge count": b"[$d#L" + (2 ** 62).to_bytes(8, "big"),
+            "not a model": b"{L\x00\x00\x00\x00\x00\x00\x00\x01aZ}"}[damage]
+    features = [{"name": n, "type": "number", "min": 0.0, "max": 1.0, "mean": 0.5, "std": 1.0}
+                for n in ("a", "b")]
+    shape = signature.from_metadata({
+        "name": "t", "task": "classification", "classes": ["0", "1"], "target": "y",
+        "features": features, "estimator": "x", "metrics": {}, "versions": {},
+        "sha256": "0" * 64})
+    booster = boosters.Booster(boosters.XGBOOST, "3.2.0", data, 2, None)
+    with pytest.raises(estimators.Unsupported):
+        boosters.ensemble(booster, shape, compute.means(shape))
+
+
+@pytest.mark.parametrize("compress", [3, ("gzip", 3), ("lzma", 3), ("bz2", 3)])
+def test_a_compressed_joblib_says_to_dump_it_uncompressed(tmp_path, capsys, compress):
+    rows = make_rows(3)
+    y = TARGETS["binary"](score_of(rows))
+    fitted = pipe(DecisionTreeClassifier(max_depth=3)).fit(rows, y)
+    csv = write_table(tmp_path, rows, y, "y")
+    joblib.dump(fitted, tmp_path / "small.pkl", compress=compress)
+    assert train.main(["--model", str(tmp_path / "small.pkl"), "--csv", str(csv), "--target",
+                       "y", "--output", str(tmp_path / "out.joblib")]) == 2
+    assert "compress=0" in capsys.readouterr().err
+
+
+def test_a_model_without_its_sidecar_says_how_to_package_it(tmp_path):
+    from iris_predict.errors import ModelUnavailable
+
+    path = tmp_path / "alone.joblib"
+    joblib.dump(pipe(DecisionTreeClassifier()).fit(make_rows(3), [0, 1] * (ROWS // 2)), path)
+    with pytest.raises(ModelUnavailable, match="train.py --model"):
+        artifact.load(path)

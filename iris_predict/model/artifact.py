@@ -9,10 +9,11 @@ through an allowlist of classes (safe_unpickle.py), the version recorded
 inside the pickle must match too, and the estimator must take the
 signature's features and answer its classes.
 
-A linear model and its preprocessing (estimators.py) is read with stand-ins
-and served by NumPy; anything else on the allowlist, or a linear pipeline
-with a step or option estimators.linear cannot reproduce, is read again with
-scikit-learn's own classes and served by them.
+A linear model, a tree ensemble and their preprocessing (estimators.py,
+trees.py, boosters.py) are read with stand-ins and served by NumPy
+(compute.py); anything else on the allowlist, or a pipeline with a step or
+option NumPy cannot reproduce, is read again with scikit-learn's own classes
+and served by them.
 """
 
 import hashlib
@@ -21,12 +22,12 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from iris_predict.errors import ModelUnavailable
 from iris_predict.model import compute, estimators, safe_unpickle, signature
 
 REQUIRED_FIELDS = ("estimator", "features", "metrics", "versions", "sha256")
+# A pickle of protocol 2 and later starts with its PROTO opcode; joblib.dump's are protocol 5.
+PICKLE_START = b"\x80"
 # What scikit-learn warns with when it unpickles an estimator from another version.
 SKLEARN_VERSION_WARNING = "Trying to unpickle estimator"
 
@@ -52,7 +53,10 @@ def read_metadata(model_path: Path) -> dict:
         trained_with = metadata["versions"]["scikit-learn"]
         missing = [k for k in REQUIRED_FIELDS if k not in metadata]
     except FileNotFoundError:
-        raise ModelUnavailable(f"model metadata {path} is missing") from None
+        raise ModelUnavailable(
+            f"model metadata {path} is missing: train.py writes it beside the model; for a "
+            f"model you fitted, package it with: python train.py --model FITTED --csv "
+            f"TRAINING.csv --target COLUMN --output {model_path}") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ModelUnavailable(f"model metadata {path} is unreadable: {e!r}") from None
     if missing:
@@ -109,6 +113,11 @@ def load(model_path: Path):
 
 def unpickle(data: bytes, model_path: Path, stand_ins: bool):
     """The unpickled object; None where stand-ins were asked for and scikit-learn is needed."""
+    if data[:1] != PICKLE_START:  # joblib's compressors write their own headers first
+        raise ModelUnavailable(
+            f"model file {model_path} is not a plain joblib pickle (compressed, perhaps): "
+            "only uncompressed files are read; dump it with joblib.dump(model, path, "
+            "compress=0)")
     with warnings.catch_warnings():
         # scikit-learn only warns when one of its pickles comes from another version;
         # here that must fail (matched by message: importing its warning class would

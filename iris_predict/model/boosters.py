@@ -19,14 +19,12 @@ The arithmetic follows each library's predictor (forest.py, links.py):
   starts at 0 and adds each tree's leaf in float64.
 """
 
-import ctypes
 import struct
 
 import numpy as np
 
 from iris_predict.model import forest, links
 from iris_predict.model.estimators import Pipeline, Unsupported, preprocessing
-from iris_predict.model.links import _libm
 
 XGBOOST, LIGHTGBM = "xgboost", "lightgbm"
 
@@ -62,7 +60,8 @@ def ensemble(estimator, signature, means: list) -> forest.Ensemble:
     try:
         build = {XGBOOST: xgboost, LIGHTGBM: lightgbm}[final.library]
         return build(final, columns)
-    except (KeyError, IndexError, TypeError, ValueError, struct.error) as e:
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError, RecursionError,
+            struct.error) as e:
         raise Unsupported(f"its {final.library} model cannot be read: {e!r}") from None
 
 
@@ -134,16 +133,12 @@ def _floats(value) -> list:
     return [float(value)]
 
 
-_libm.logf.restype = ctypes.c_float
-_libm.logf.argtypes = [ctypes.c_float]
-
-
 def _base_margin(objective: str, base: np.float32) -> np.float32:
     """ObjFunction::ProbToMargin of base_score, in float32 with the C library's logf."""
     if objective in _LOGISTIC:
-        return np.float32(-_libm.logf(np.float32(1.0) / base - np.float32(1.0)))
+        return -links.c_logf(np.float32(1.0) / base - np.float32(1.0))
     if objective in _LOG_LINK:
-        return np.float32(_libm.logf(base))
+        return links.c_logf(base)
     return base
 
 

@@ -435,7 +435,9 @@ def _columns(blocks: list, signature) -> tuple:
     columns = Columns(width, np.array(numbers, dtype=np.intp),
                       np.array(number_out, dtype=np.intp), np.array(fill), np.array(mean),
                       np.array(scale), tuple(categories),
-                      any(features[j].missing for j in numbers), False,
+                      # Only where an imputer fills something (trees take NaN as it is).
+                      any(features[j].missing and f == f for j, f in zip(numbers, fill)),
+                      False,
                       Ordinals.of(ordinals) if ordinals else None,
                       any(m != 0.0 for m in mean) or any(v != 1.0 for v in scale))
     return columns, np.array(reference), np.array(groups, dtype=np.intp)

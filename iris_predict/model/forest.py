@@ -33,6 +33,9 @@ ANSWERED_FIRST = 16
 # Rows walked together: a block's (rows x trees) arrays stay in the CPU's caches (measured:
 # 256 rows walk 1,000 in 0.7x the time of all at once for 300 trees).
 BLOCK_ROWS = 256
+# One row: every node decided at once, for forests up to this many nodes (then a level's
+# gathers over the trees cost less than deciding nodes the row never reaches).
+EVERY_NODE = 200_000
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ class Forest:
             Z = categories.answered(Z)
             feature, threshold = categories.virtual_feature, categories.virtual_threshold
             categories = None
+        if len(Z) == 1 and len(feature) <= EVERY_NODE:
+            return self._one_row(Z[0], feature, threshold, missing)[None, :]
         n, width = Z.shape
         flat = Z.ravel()
         index = np.repeat(self.roots[None, :], n, axis=0)
@@ -138,6 +143,23 @@ class Forest:
                 categories.decide(index, position, codes, go_right)
             index = self.child.take(index)
             index += go_right
+        return index
+
+
+    def _one_row(self, row, feature, threshold, missing) -> np.ndarray:
+        """One row's leaves: every node's decision at once (a few vectorised steps over all
+        N nodes), then the walk is two gathers and an add per level."""
+        x = row.take(feature)
+        go_right = x > threshold
+        if missing:
+            go_right |= np.isnan(x) & self.nan_right
+        if self.zeros is not None:
+            zero = self.zeros.nodes & (np.abs(x) <= LIGHTGBM_ZERO)
+            go_right[zero] = self.nan_right[zero]
+        steps = self.child + go_right  # each node's next node
+        index = self.roots
+        for _ in range(self.depth):
+            index = steps.take(index)
         return index
 
 

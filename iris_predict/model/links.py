@@ -20,8 +20,14 @@ from iris_predict.model.estimators import BINARY, MULTINOMIAL, REGRESSION
 NEAR_MIDPOINT = 2.0 ** -30
 FEW = 16  # values: below this, one call of expf each
 _libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-_libm.expf.restype = ctypes.c_float
-_libm.expf.argtypes = [ctypes.c_float]
+for _name in ("expf", "logf"):
+    getattr(_libm, _name).restype = ctypes.c_float
+    getattr(_libm, _name).argtypes = [ctypes.c_float]
+
+
+def c_logf(x) -> np.float32:
+    """logf of one float32, as the C library computes it (XGBoost's base margin)."""
+    return np.float32(_libm.logf(np.float32(x)))
 
 
 def c_exp(x: np.ndarray) -> np.ndarray:

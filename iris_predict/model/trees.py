@@ -118,9 +118,9 @@ def ensemble(estimator, signature, means: list) -> forest.Ensemble:
     if build is None:
         raise Unsupported(f"the final step is {type(final).__name__}, not a tree ensemble")
     try:
-        columns, _, groups = preprocessing([step for _, step in transforms], signature, means)
-        return build(final, signature, columns, groups)
-    except (AttributeError, TypeError, ValueError, IndexError, KeyError) as e:
+        columns, _, _ = preprocessing([step for _, step in transforms], signature, means)
+        return build(final, signature, columns)
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError, OverflowError) as e:
         raise Unsupported(f"its attributes are not a fitted model's: {e!r}") from None
 
 
@@ -165,12 +165,12 @@ def _trees(estimators: list, classes: int) -> tuple:
     return forest.concatenate(list(arrays), np.float32), np.concatenate(leaves)
 
 
-def _decision_tree(estimator, signature, columns, groups):
+def _decision_tree(estimator, signature, columns):
     _single_output(estimator)
     return _forest_of([estimator], estimator, signature, columns)
 
 
-def _random_forest(estimator, signature, columns, groups):
+def _random_forest(estimator, signature, columns):
     _single_output(estimator)
     return _forest_of(list(estimator.estimators_), estimator, signature, columns)
 
@@ -182,7 +182,7 @@ def _forest_of(trees: list, estimator, signature, columns) -> forest.Ensemble:
     return forest.Ensemble(columns, nodes, nodes.renumbered(values), link, average=True)
 
 
-def _gradient_boosting(estimator, signature, columns, groups):
+def _gradient_boosting(estimator, signature, columns):
     classes = _classes(estimator, signature)
     stages = estimator.estimators_[:estimator.n_estimators_]
     per_stage = stages.shape[1]
@@ -226,7 +226,7 @@ def _gb_start(estimator, classes: int) -> np.ndarray:
     return np.log(p / np.exp(np.mean(np.log(p), axis=1))[:, None])[0]
 
 
-def _hist_gradient_boosting(estimator, signature, columns, groups):
+def _hist_gradient_boosting(estimator, signature, columns):
     classes = _classes(estimator, signature)
     known = _known_categories(estimator._bin_mapper)
     arrays, values, tables = [], [], []
