@@ -316,6 +316,8 @@ def run(bench: Bench) -> dict:
     results["concurrency"] = concurrency(bench)
     say("1,000-row batches of the tree models in process, beside their libraries")
     results["tree_batches"] = trees.measure_batches(TREE_DIRECTORY)
+    say("explanations of the tree models in process, beside SHAP's C++ TreeExplainer")
+    results["tree_explanations"] = trees.measure_explanations(TREE_DIRECTORY)
     say("in-process stages")
     results["inprocess"] = inprocess.measure_in(bench.bins["project"],
                                                 config["inprocess_seconds"])

@@ -21,6 +21,10 @@ TREE_COLD_VS_LINEAR = 1.15
 TREE_RPS_VS_LINEAR = 0.8
 TREE_EXTRA_RSS_MIB = 16
 TREE_BATCH_VS_LIBRARY = 1.0
+# Issue 22's, for the XGBoost model: one row explained in process, and 100 rows against
+# SHAP's own C++ TreeExplainer on the same rows (a time ratio: lower is better).
+EXPLAIN_ONE_ROW_MS = 5.0
+EXPLAIN_VS_SHAP = 2.0
 
 
 def verdicts(r: dict) -> dict:
@@ -83,6 +87,14 @@ def verdicts(r: dict) -> dict:
             add(f"{model}: 1,000 rows vs its library's predict_proba",
                 batch["library_ms"] / batch["function_ms"], TREE_BATCH_VS_LIBRARY, True, model,
                 (f"{batch['function_ms']:.1f} ms", f"{model} {batch['library_ms']:.1f} ms"))
+    explained = r.get("tree_explanations", {}).get(trees.XGBOOST)
+    if explained is not None:
+        add("xgboost: one row explained, ms", explained["one_ms"], EXPLAIN_ONE_ROW_MS, False,
+            None)
+        add("xgboost: 100 rows explained vs SHAP's C++",
+            explained["hundred_ms"] / explained["shap_hundred_ms"], EXPLAIN_VS_SHAP, False,
+            "shap", (f"{explained['hundred_ms']:.1f} ms",
+                     f"shap {explained['shap_hundred_ms']:.1f} ms"))
     return found
 
 
@@ -217,6 +229,14 @@ def trees_table(r: dict) -> str:
     rows.append(("1,000 rows in process, ms: function / library",
                  *(("{function_ms:.1f} / {library_ms:.1f}".format(**batches[by_server[n]])
                     if by_server[n] in batches else "") for n in servers)))
+    explained = r.get("tree_explanations", {})
+    for label, fmt in (("explained, 1 row, ms: function / SHAP's C++",
+                        "{one_ms:.2f} / {shap_one_ms:.2f}"),
+                       ("explained, 100 rows, ms: function / SHAP's C++",
+                        "{hundred_ms:.1f} / {shap_hundred_ms:.1f}"),
+                       ("first explanation (paths built), ms", "{first_ms:.1f}")):
+        rows.append((label, *((fmt.format(**explained[by_server[n]])
+                               if by_server[n] in explained else "") for n in servers)))
     return markdown(rows)
 
 

@@ -11,7 +11,8 @@ bench's runtime venv like any other.
 
 `python -m bench.trees DIRECTORY` makes them; `python -m bench.trees --batch DIRECTORY`
 times 1,000-row batches in process, the function's NumPy against each library's own
-predict_proba on the same rows (as the libraries default their threads).
+predict_proba on the same rows (as the libraries default their threads), and `--explain`
+times explanations of 1 and 100 rows against SHAP's own C++ TreeExplainer.
 """
 
 import csv
@@ -35,6 +36,7 @@ TARGET = "churned"
 LINEAR, XGBOOST, HIST, FOREST = "linear", "xgboost", "hist-gradient-boosting", "random-forest"
 MODELS = (LINEAR, XGBOOST, HIST, FOREST)
 BATCH_ROWS = 1_000
+EXPLAIN_ROWS = 100
 
 
 def rows(seed: int = 21, count: int = ROWS) -> tuple:
@@ -144,17 +146,76 @@ def batch_seconds(directory: Path, rounds: int = 7) -> dict:
     return found
 
 
+def explain_seconds(directory: Path, rounds: int = 7) -> dict:
+    """{model: {"one_ms", "hundred_ms", "shap_hundred_ms", "shap_one_ms", "first_ms"}}: median
+    time of explaining one row and 100 rows in process (Model.explain: TreeSHAP in NumPy),
+    against SHAP's own C++ TreeExplainer (tree_path_dependent) on the same rows, which shap
+    runs on the trees it parsed from the model. For XGBoost shap would call XGBoost's own
+    pred_contribs instead, so its trees are handed to shap as a list: its own C++ then."""
+    import warnings
+
+    import joblib
+    import shap
+
+    sys.path.insert(0, str(ROOT))
+    from iris_predict import settings
+    from iris_predict.model import artifact, served
+    from tests.models import encode
+
+    settings.EXPLAIN_MAX_ROWS = EXPLAIN_ROWS
+    _, table = rows(seed=5, count=EXPLAIN_ROWS)
+    X_objects = objects(table)
+    found = {}
+    for name in MODELS[1:]:
+        model = served.Model(*artifact.load(model_path(directory, name)))
+        X = encode(model.metadata, X_objects)
+        labels, _ = model.predict(X, probabilities=False)
+        started = time.perf_counter()
+        model.explain(X[:1], labels[:1])  # builds the leaves' paths, once per instance
+        first = time.perf_counter() - started
+        fitted = joblib.load(directory / f"{name}.pkl")
+        Z = np.asarray(fitted[:-1].transform(X_objects), dtype=np.float64)
+        parsed = shap.TreeExplainer(fitted[-1], feature_perturbation="tree_path_dependent")
+        own = shap.TreeExplainer(parsed.model.trees, feature_perturbation="tree_path_dependent")
+        times = {key: [] for key in ("one_ms", "hundred_ms", "shap_one_ms", "shap_hundred_ms")}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(rounds):
+                for key, call in (
+                        ("one_ms", lambda: model.explain(X[:1], labels[:1])),
+                        ("hundred_ms", lambda: model.explain(X, labels)),
+                        ("shap_one_ms", lambda: own.shap_values(Z[:1], check_additivity=False)),
+                        ("shap_hundred_ms", lambda: own.shap_values(Z, check_additivity=False))):
+                    started = time.perf_counter()
+                    call()
+                    times[key].append(time.perf_counter() - started)
+        found[name] = {key: statistics.median(t) * 1e3 for key, t in times.items()}
+        found[name]["first_ms"] = first * 1e3
+    return found
+
+
 def measure_batches(directory: Path) -> dict:
     """batch_seconds in a fresh process of this interpreter (the libraries stay out of ours)."""
-    run = subprocess.run([sys.executable, "-m", "bench.trees", "--batch", str(directory)],
+    return _in_a_fresh_process("--batch", directory)
+
+
+def measure_explanations(directory: Path) -> dict:
+    """explain_seconds in a fresh process of this interpreter."""
+    return _in_a_fresh_process("--explain", directory)
+
+
+def _in_a_fresh_process(flag: str, directory: Path) -> dict:
+    run = subprocess.run([sys.executable, "-m", "bench.trees", flag, str(directory)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     if run.returncode != 0:
-        raise RuntimeError(f"bench.trees --batch failed:\n{run.stderr[-2000:]}")
+        raise RuntimeError(f"bench.trees {flag} failed:\n{run.stderr[-2000:]}")
     return json.loads(run.stdout)
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "--batch":
         print(json.dumps(batch_seconds(Path(sys.argv[2]))))
+    elif sys.argv[1] == "--explain":
+        print(json.dumps(explain_seconds(Path(sys.argv[2]))))
     else:
         make(Path(sys.argv[1]))

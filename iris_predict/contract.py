@@ -18,6 +18,7 @@ import sys
 
 from iris_predict.edge import cors
 from iris_predict.model import signature as sig
+from iris_predict.model.estimators import AVERAGE_ROW, EXPECTED_SCORE
 
 SERVER_NAME = "iris-predict"
 NOSNIFF = {"$ref": "#/components/headers/Nosniff"}
@@ -441,7 +442,8 @@ class _Contract:
             "Explanations": {
                 "description": "Only when asked for: one object per row, each feature's part of "
                                "the prediction's score (the predicted class's, or the value) "
-                               "relative to the average training row.",
+                               "relative to its base value (`base_values`): a row's parts "
+                               "and its base add up to its score.",
                 "type": "array", "items": {
                     "type": "object", "required": names, "additionalProperties": False,
                     "properties": {n: {"type": "number"} for n in names}}},
@@ -470,7 +472,16 @@ class _Contract:
             batch["probabilities"] = {"description": "Only when parameters.probabilities is "
                                                      "true.",
                                       "type": "array", "items": ref("Probabilities")}
-        explanations = {"explanations": ref("Explanations")}
+        explanations = {
+            "explanations": ref("Explanations"),
+            "base_values": {"description": "Only with `explanations`: each row's score they are "
+                                           "measured from.",
+                            "type": "array", "items": {"type": "number"}},
+            "measured_from": {"description": "Only with `explanations`: what the base values "
+                                             "are, the average training row's score (linear "
+                                             "models) or the expected score (tree models).",
+                              "type": "string",
+                              "enum": [AVERAGE_ROW, EXPECTED_SCORE]}}
         found["RowAnswer"] = {
             "type": "object", "additionalProperties": False,
             "required": [*single, "warnings"],

@@ -50,6 +50,11 @@ MAX_BODY_BYTES = _positive_int("MAX_BODY_BYTES", 2 * 1024 * 1024)
 # Rows accepted in one "instances" or BigQuery "calls" batch.
 MAX_BATCH_ROWS = _positive_int("MAX_BATCH_ROWS", 10_000)
 
+# Rows explained in one request; more get 413. Explaining costs far more than predicting (a
+# 100-tree depth-10 forest takes ~13 ms a row, docs/performance.md), so one request cannot
+# hold a CPU for long.
+EXPLAIN_MAX_ROWS = _positive_int("EXPLAIN_MAX_ROWS", 100)
+
 # Seconds a connection may take to send a request's headers before it is closed with
 # 408; slow-header (slowloris) clients cannot hold connections longer.
 HEADER_TIMEOUT_SECONDS = _positive_int("HEADER_TIMEOUT_SECONDS", 10)

@@ -213,34 +213,41 @@ def test_open_inference_with_tritonclient(served):
                      served.expected(rows)["proba"])
 
 
-def test_explanations_differ_as_the_decision_function(served):
-    """For two rows, the explanations of one class differ by exactly the difference of
-    scikit-learn's decision_function for that class (a regressor's: its prediction); a
-    tree model's are refused in one line (exact tree explanations are issue 22)."""
+def test_explanations_add_up_to_the_decision_function(served):
+    """Each row's explanations plus its base value are scikit-learn's decision_function of
+    the class answered (a regressor's: its prediction), and two rows' explanations of one
+    class differ by the difference of it: linear models measured from the average
+    training row, tree models (TreeSHAP) from the expected score."""
     rows = [row for row in served.rows]
-    if served.name in TREE_MODELS:
-        refused = served.call({"instances": rows[:1], "explain": True})
-        assert refused.status == 400 and "linear model" in refused.json()["error"]
-        return
     X = served.X(rows)
     if served.classes:
         scores = served.pipeline.decision_function(X)
         if scores.ndim == 1:  # two classes: the score is class 1's; class 0's, its negation
             scores = np.column_stack([-scores, scores])
         predicted = served.pipeline.predict(X).tolist()
+        score = scores[np.arange(len(rows)), predicted]
         # Each row is explained for its predicted class: take two rows of the same class.
         i, j = next((i, j) for i in range(len(rows)) for j in range(i + 1, len(rows))
                     if predicted[i] == predicted[j])
-        expected = scores[i, predicted[i]] - scores[j, predicted[i]]
     else:
         i, j = 0, 1
-        predicted = served.pipeline.predict(X)
-        expected = predicted[i] - predicted[j]
-    body = served.call({"instances": [rows[i], rows[j]], "explain": True}).json()
-    first, second = (sum(e.values()) for e in body["explanations"])
-    # Each contribution is rounded to 6 digits: half a unit each, at most.
-    assert math.isclose(first - second, expected, rel_tol=1e-9,
-                        abs_tol=1e-6 * len(served.features))
+        score = served.pipeline.predict(X)
+    body = served.call({"instances": rows, "explain": True}).json()
+    assert body["measured_from"] == ("expected score" if served.name in TREE_MODELS
+                                     else "average training row")
+    sums = np.array([sum(e.values()) for e in body["explanations"]])
+    # Each contribution and base is rounded to 6 digits: half a unit each, at most.
+    rounding = 1e-6 * (len(served.features) + 1)
+    np.testing.assert_allclose(sums + body["base_values"], score, rtol=1e-9, atol=rounding)
+    assert math.isclose(sums[i] - sums[j], score[i] - score[j], rel_tol=1e-9,
+                        abs_tol=rounding)
+    # Every way of asking gives the same explanations: the query, the body, parameters.
+    one = dict(zip(served.features, rows[i]))
+    for answer in (served.call(one, query="?explain=true").json(),
+                   served.call({**one, "explain": True}).json(),
+                   served.call({"instances": [rows[i]], "parameters": {"explain": True}}).json()):
+        assert answer["explanations"] == [body["explanations"][i]]
+        assert answer["base_values"] == [body["base_values"][i]]
 
 
 def test_refusals_name_the_feature_and_what_is_allowed(served):

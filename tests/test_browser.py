@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests import oracle
-from tests.models import COLOURS, SOILS
+from tests.models import COLOURS, SOILS, TREE_MODELS
 from harness import ROOT, FunctionServer, free_port
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
@@ -452,21 +452,23 @@ def test_the_functions_own_url_is_the_page(page, home):
 CATEGORIES = {"colour": COLOURS, "soil": SOILS}
 
 
-@pytest.fixture(scope="module", params=["garden_kind", "diabetes"])
+@pytest.fixture(scope="module", params=["garden_kind", "diabetes", "garden_kind_boosted"])
 def other(request, trained_models):
-    """A model that is not iris, served: the garden's (categories, missing values) or diabetes
-    (regression), trained by tests/models.py; with scikit-learn's own pipeline, the oracle."""
+    """A model that is not iris, served: the garden's (categories, missing values), diabetes
+    (regression) or the garden's HistGradientBoosting (explained by TreeSHAP), trained by
+    tests/models.py; with scikit-learn's own pipeline, the oracle."""
     import csv
 
     import joblib
     trained = trained_models[request.param]
     header = next(csv.reader(trained.csv.open()))
     with FunctionServer(env={"MODEL_PATH": str(trained.path)}) as server:
-        yield request.param, server, joblib.load(trained.path), header, trained.target
+        yield (trained.metadata["name"], request.param), server, joblib.load(trained.path), \
+            header, trained.target
 
 
 def test_the_page_follows_any_model(page, site, other):
-    name, server, pipeline, header, target = other
+    (name, model), server, pipeline, header, target = other
     meta = server.call("GET").json()
     features = [h for h in header if h != target]
     open_page(page, site, server.url)
@@ -500,5 +502,10 @@ def test_the_page_follows_any_model(page, site, other):
             [percent(round(p, 6)) for p in pipeline.predict_proba(X)[0]])
         expect(page.locator("#warning-list li")).to_contain_text(["Colour"])
         assert "colour" not in page.locator("#warning-list").inner_text().split()[0]
-    expect(page.locator("#why li")).to_have_count(len(features))  # linear: explained per input
-    screenshot(page, f"model-{name}")
+    expect(page.locator("#why li")).to_have_count(len(features))  # explained per input
+    trees = model in TREE_MODELS
+    expect(page.locator("#why-help")).to_contain_text(
+        "expected" if trees else "the average training row")
+    if trees:  # measured from the expected score, not from each feature's mean
+        expect(page.locator("#why .why-base").first).not_to_contain_text("vs average")
+    screenshot(page, f"model-{model}")

@@ -8,7 +8,12 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
-from sklearn.tree import DecisionTreeClassifier
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from iris_predict import settings
 
 from iris_predict.model import served as model_module
 from harness import ROOT
@@ -90,19 +95,46 @@ def test_bad_explanation_requests_are_400(live, path, body, message):
     assert reply.status == 400 and message in str(reply.json())
 
 
-def test_a_model_that_is_not_linear_is_refused_not_approximated(client, fresh_model):
-    """A tree has no exact split of its score into features: say so with a 400."""
+@pytest.mark.parametrize("estimator, name", [
+    (KNeighborsClassifier(), "KNeighborsClassifier"),
+    # A pipeline's repr runs over several lines; the message names its final step's class.
+    (make_pipeline(StandardScaler(), SVC(C=2.0, kernel="poly", degree=2)), "SVC"),
+])
+def test_a_model_with_no_exact_explanation_is_refused_not_approximated(client, fresh_model,
+                                                                       estimator, name):
+    """kNN and SVM scores do not split exactly into features: a one-line 400 that says so."""
     served = model_module.get()
-    tree = DecisionTreeClassifier(random_state=0).fit(IRIS.data, IRIS.target)
-    fresh_model._model = model_module.Model(tree, {**served.metadata,
-                                                   "estimator": "DecisionTreeClassifier()"})
+    fitted = estimator.fit(IRIS.data, IRIS.target)
+    fresh_model._model = model_module.Model(fitted, {**served.metadata,
+                                                     "estimator": repr(fitted)})
     reply = client.post("/", json={"instances": X.tolist(), "parameters": {"explain": True}})
     assert reply.status_code == 400
     assert reply.json()["error"] == (
-        "explanations need a linear model, whose score splits exactly into one share per "
-        "feature; the served model is DecisionTreeClassifier()")
+        "explanations need a linear model or a tree ensemble, whose score splits exactly "
+        f"into one share per feature; the served model is {name}")
     plain = client.post("/", json={"instances": X.tolist()})  # predictions still work
-    assert plain.json()["predictions"] == tree.predict(X).tolist()
+    assert plain.json()["predictions"] == fitted.predict(X).tolist()
+
+
+def test_more_rows_than_the_explain_limit_are_refused_by_name(client, monkeypatch):
+    monkeypatch.setattr(settings, "EXPLAIN_MAX_ROWS", 3)
+    rows = IRIS.data[:4].tolist()
+    reply = client.post("/", json={"instances": rows, "parameters": {"explain": True}})
+    assert reply.status_code == 413
+    assert reply.json()["error"] == (
+        "explanations are given for at most 3 rows a request (EXPLAIN_MAX_ROWS); this one "
+        "has 4: send fewer, or ask without explain")
+    assert client.post("/", json={"instances": rows[:3], "explain": True}).status_code == 200
+    assert client.post("/", json={"instances": rows}).status_code == 200
+
+
+def test_answers_carry_the_base_they_are_measured_from(live, estimator):
+    """The linear base is the average training flower's score for the answered class."""
+    body = live.call("POST", {"instances": X.tolist(), "parameters": {"explain": True}}).json()
+    k = estimator.predict(X)
+    assert body["measured_from"] == "average training row"
+    np.testing.assert_allclose(body["base_values"], estimator.decision_function([MEAN])[0, k],
+                               rtol=0, atol=ROUNDING)
 
 
 def test_model_json_records_the_training_means():

@@ -151,6 +151,26 @@ def test_module_predict_and_predict_many(live):
     assert oracle.close(got["many"], [expected(setosa, "setosa"), tutorial_answer])
 
 
+def test_module_explains_when_asked(live):
+    """explain: the function's explanations, base and reference, for one row and many."""
+    virginica, setosa = oracle.FLOWERS["virginica"], oracle.FLOWERS["setosa"]
+    got = run_module(f"""
+        const one = await iris.predict(
+          {json.dumps(dict(zip(oracle.NAMES, virginica)))}, {{url, explain: true}});
+        const many = await iris.predictMany({json.dumps([setosa, virginica])},
+                                            {{url, explain: true}});
+        const plain = await iris.predict({json.dumps(dict(zip(oracle.NAMES, virginica)))}, {{url}});
+        console.log(JSON.stringify({{one, many, plain}}));
+    """, live.url)
+    reply = live.call("POST", {"instances": [setosa, virginica], "explain": True}).json()
+    assert got["one"]["explanation"] == reply["explanations"][1]
+    assert got["one"]["baseValue"] == reply["base_values"][1]
+    assert got["one"]["measuredFrom"] == "average training row"
+    assert [m["explanation"] for m in got["many"]] == reply["explanations"]
+    assert [m["baseValue"] for m in got["many"]] == reply["base_values"]
+    assert "explanation" not in got["plain"]
+
+
 def test_module_throws_the_functions_error_with_its_status(live):
     got = run_module("""
         try {
@@ -254,7 +274,7 @@ def test_no_token_no_authorization_header(recorder, how):
         assert "authorization" not in headers
 
 
-@pytest.fixture(scope="module", params=["garden_kind", "diabetes"])
+@pytest.fixture(scope="module", params=["garden_kind", "diabetes", "garden_kind_boosted"])
 def other(request, trained_models):
     """A model that is not iris, trained by train.py --csv (tests/models.py) and served."""
     import joblib
@@ -294,6 +314,15 @@ def test_the_client_and_cli_follow_any_model(other):
         assert oracle.close(got["probabilities"], dict(zip(
             meta["classes"], (round(p, 6) for p in pipeline.predict_proba(X)[0].tolist()))))
         assert done.stdout == meta["classes"][k] + "\n"
+    # Explained, for the class answered: the shares plus the base are the model's score.
+    explained = run_module(f"console.log(JSON.stringify(await iris.predict({json.dumps(row)}, "
+                           "{url, explain: true})));", server.url)
+    score = (pipeline.predict(X)[0] if meta["task"] == "regression"
+             else np.atleast_2d(pipeline.decision_function(X))[0])
+    if meta["task"] != "regression":
+        score = score[int(k)] if len(score) > 1 else (score[0] if k == 1 else -score[0])
+    total = sum(explained["explanation"].values()) + explained["baseValue"]
+    assert total == pytest.approx(score, abs=1e-6 * (len(features) + 1))
 
 
 @pytest.mark.parametrize("how", ["predict", "predictMany", "cli"])

@@ -28,6 +28,7 @@ const page = {
   whyHelp: document.getElementById("why-help"),
   whyLow: document.getElementById("why-low"),
   whyHigh: document.getElementById("why-high"),
+  whyCentre: document.getElementById("why-centre"),
   why: document.getElementById("why"),
   warnings: document.getElementById("warnings"),
   warningList: document.getElementById("warning-list"),
@@ -326,7 +327,7 @@ function showPrediction(answer, meta, row) {
   }
   page.whyPart.hidden = !answer.explanations;
   if (answer.explanations) {
-    showWhy(classifier ? value : shown(value), answer.explanations[0], meta, row, classifier);
+    showWhy(classifier ? value : shown(value), answer, meta, row, classifier);
   }
   page.warningList.replaceChildren(...answer.warnings.map(
     (warning) => make("li", "", inLabels(warning.message))));
@@ -351,8 +352,13 @@ function scaleFor(largest) {
   return Number((step * power).toPrecision(3));
 }
 
-/** What a feature's pull is measured from: its training mean, or the training mix. */
-function baseline(feature, value) {
+/** What a feature's pull is measured from: its training mean, or the training mix; a tree
+ * model's pulls are measured from its expected score, so only the value given is shown. */
+function baseline(feature, value, fromAverageRow) {
+  if (!fromAverageRow) {
+    return value === null ? "missing" : feature.type === "category" ? String(value)
+      : withUnit(String(value), feature.unit);
+  }
   if (feature.type === "category") {
     return value === null ? "missing vs the training mix" : `${value} vs the training mix`;
   }
@@ -361,30 +367,50 @@ function baseline(feature, value) {
   return `${given} vs average ${withUnit(String(mean), feature.unit)}`;
 }
 
+/** The words for what the bars are measured from (the answer's measured_from). */
+const REFERENCES = {
+  "average training row": {
+    centre: "average",
+    score: "the average training row's: every number at its training mean, every category " +
+      "at its training mix",
+    value: "the prediction for the average training row: every number at its training " +
+      "mean, every category at its training mix",
+  },
+  "expected score": {
+    centre: "expected",
+    score: "the model's expected score, its average over the training data",
+    value: "the model's expected prediction, its average over the training data",
+  },
+};
+
 /**
- * One bar per feature, from the centre line (the average training row): rightwards for a
+ * One bar per feature, from the centre line (the answer's base value): rightwards for a
  * pull towards the answer, leftwards for a pull away, all on the one scale the axis shows.
  * The number beside each bar and the words in its label say the same for screen readers.
  */
-function showWhy(answer, explanation, meta, row, classifier) {
+function showWhy(answer, reply, meta, row, classifier) {
+  const explanation = reply.explanations[0];
+  const fromAverageRow = reply.measured_from !== "expected score";
+  const reference = REFERENCES[reply.measured_from] || REFERENCES["average training row"];
+  const base = signed(reply.base_values[0]);
   page.whyTitle.textContent = `Why ${answer}: each feature's pull`;
   page.whyHelp.textContent = classifier
     ? `Each bar is how far a feature moves the model's score for ${answer} ` +
-      "from the average training row's: every number at its training mean, every " +
-      "category at its training mix. Rightwards pulls towards " +
+      `from ${reference.score} (${base}). Rightwards pulls towards ` +
       `${answer}, leftwards away from it; all bars share the scale above them.`
     : `Each bar is how far a feature moves the predicted ${label(meta.target).toLowerCase()} ` +
-      "from the prediction for the average training row: every number at its training " +
-      "mean, every category at its training mix. All bars share the scale above them.";
+      `from ${reference.value} (${base}). All bars share the scale above them.`;
   const features = new Map(meta.features.map((feature) => [feature.name, feature]));
   const entries = Object.entries(explanation);
   const scale = scaleFor(Math.max(...entries.map(([, c]) => Math.abs(c))));
+  page.whyCentre.textContent = reference.centre;
   page.whyLow.textContent = `\u2212${scale}`;
   page.whyHigh.textContent = `+${scale}`;
   page.why.replaceChildren(...entries.map(([name, c]) => {
     const item = make("li", c >= 0 ? "why-bar toward" : "why-bar away");
     const caption = make("span", "why-name", label(name));
-    caption.append(make("span", "why-base", baseline(features.get(name), row[name])));
+    caption.append(make("span", "why-base", baseline(features.get(name), row[name],
+                                                     fromAverageRow)));
     const track = make("span", "why-track");
     track.setAttribute("aria-hidden", "true");
     const fill = make("span", "why-fill");
@@ -430,7 +456,7 @@ function explainUrl(api) {
   return url.href;
 }
 
-/** Predict one row, with explanations where the model has them (linear models). */
+/** Predict one row, with explanations where the model has them (linear and tree models). */
 async function ask(api, row) {
   const options = { method: "POST", headers: { "Content-Type": "application/json" },
                     body: JSON.stringify(row) };

@@ -38,17 +38,20 @@ export function describe(options = {}) {
  * @param {object} row the features by name or alias, e.g. {sl, sw, pl, pw} for iris
  * @param {object} [options] url (default http://localhost:8080), token (an identity token for
  *   a private deployment), apiKey (an API key, sent as x-api-key, for a deployment behind API
- *   Gateway), timeoutMs (default 10 s)
+ *   Gateway), timeoutMs (default 10 s), explain (true: each feature's share of the score too)
  * @returns {Promise<object>} {prediction, [target]: label or value, probabilities (classifiers),
- *   warnings}: for iris {species, prediction (the class index), probabilities, warnings}.
+ *   warnings}: for iris {species, prediction (the class index), probabilities, warnings}; with
+ *   explain, also explanation ({feature: contribution}), baseValue (the score they are
+ *   measured from) and measuredFrom ("average training row" or "expected score").
  */
 export async function predict(row, options = {}) {
   const meta = await describe(options);
-  const answer = await request("POST", row, options);
+  // The query asks, not the body: a feature may be named "explain".
+  const answer = await request("POST", row, options, options.explain);
   return shaped(meta, {
     label: answer[meta.target], prediction: answer.prediction[0],
     probabilities: answer.probabilities, warnings: answer.warnings,
-  });
+  }, answer, 0);
 }
 
 /**
@@ -61,33 +64,45 @@ export async function predict(row, options = {}) {
 export async function predictMany(rows, options = {}) {
   const meta = await describe(options);
   const classifier = meta.task !== "regression";
-  const body = { instances: rows, ...(classifier ? { parameters: { probabilities: true } } : {}) };
-  const answer = await request("POST", body, options);
+  const parameters = { ...(classifier ? { probabilities: true } : {}),
+                       ...(options.explain ? { explain: true } : {}) };
+  const answer = await request("POST", { instances: rows, parameters }, options);
   return answer[meta.target].map((label, i) => shaped(meta, {
     label, prediction: answer.predictions[i], probabilities: answer.probabilities?.[i],
     warnings: answer.warnings.filter((warning) => warning.row === i),
-  }));
+  }, answer, i));
 }
 
-/** An answer as this client returns it: the label (or value) under the target's name. */
-function shaped(meta, { label, prediction, probabilities, warnings }) {
+/** An answer as this client returns it: the label (or value) under the target's name, and
+ * row i's explanation where the function's answer has them. */
+function shaped(meta, { label, prediction, probabilities, warnings }, answer, i) {
   return {
     [meta.target]: label, prediction,
     ...(meta.task !== "regression" ? { probabilities } : {}),
     warnings,
+    ...(answer.explanations ? { explanation: answer.explanations[i],
+                                baseValue: answer.base_values[i],
+                                measuredFrom: answer.measured_from } : {}),
   };
+}
+
+/** The URL asking for explanations too, its other query parameters kept. */
+function explained(url) {
+  const asking = new URL(url);
+  asking.searchParams.set("explain", "true");
+  return asking.href;
 }
 
 async function request(method, body, {
   url = DEFAULT_URL, token, apiKey, timeoutMs = DEFAULT_TIMEOUT_MS,
-} = {}) {
+} = {}, explain = false) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   if (apiKey) headers["x-api-key"] = apiKey;
   let response;
   try {
-    response = await fetch(url, {
+    response = await fetch(explain ? explained(url) : url, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),

@@ -52,14 +52,14 @@ def ensemble(estimator, signature, means: list) -> forest.Ensemble:
     *transforms, (_, final) = steps
     if not isinstance(final, Booster):
         raise Unsupported(f"the final step is {type(final).__name__}, not a booster")
-    columns, _, _ = preprocessing([step for _, step in transforms], signature, means)
+    columns, _, inputs = preprocessing([step for _, step in transforms], signature, means)
     if bool(final.classes) != signature.classifier or \
             (final.classes and final.classes != len(signature.classes)):
         raise Unsupported(f"the booster answers {final.classes or 'no'} classes, unlike "
                           "the signature")
     try:
         build = {XGBOOST: xgboost, LIGHTGBM: lightgbm}[final.library]
-        return build(final, columns)
+        return build(final, columns, inputs)
     except (KeyError, IndexError, TypeError, ValueError, OverflowError, RecursionError,
             struct.error) as e:
         raise Unsupported(f"its {final.library} model cannot be read: {e!r}") from None
@@ -75,7 +75,7 @@ _LOG_LINK = ("count:poisson", "reg:gamma", "reg:tweedie")
 _LOGISTIC = ("binary:logistic", "reg:logistic")
 
 
-def xgboost(booster: Booster, columns) -> forest.Ensemble:
+def xgboost(booster: Booster, columns, inputs) -> forest.Ensemble:
     learner = read_ubjson(booster.model)["learner"]
     objective = learner["objective"]["name"]
     gbtree = learner["gradient_booster"]
@@ -101,8 +101,10 @@ def xgboost(booster: Booster, columns) -> forest.Ensemble:
         "binary:logistic": links.FloatLogistic(), "reg:logistic": links.FloatLogistic(True),
         "multi:softprob": links.FloatSoftmax(), "multi:softmax": links.FloatSoftmax(True),
     }.get(objective) or (links.FloatExp() if objective in _LOG_LINK else links.Identity())
-    return forest.Ensemble(columns, nodes, nodes.renumbered(np.concatenate(values)), link, start=start,
-                           groups=groups)
+    covers = np.concatenate([np.asarray(t["sum_hessian"], dtype=np.float64) for t in trees])
+    return forest.Ensemble(columns, nodes, nodes.renumbered(np.concatenate(values)), link,
+                           start=start, groups=groups, covers=nodes.renumbered(covers),
+                           inputs=inputs)
 
 
 def xgboost_problem(learner: dict) -> str:
@@ -177,7 +179,7 @@ _CATEGORICAL, _DEFAULT_LEFT = 1, 2
 _NONE, _ZERO, _NAN = 0, 1, 2
 
 
-def lightgbm(booster: Booster, columns) -> forest.Ensemble:
+def lightgbm(booster: Booster, columns, inputs) -> forest.Ensemble:
     header, trees = read_lightgbm(booster.model)
     if header.get("version") != "v4" or not trees:
         raise Unsupported("it is not a LightGBM v4 text model")
@@ -206,7 +208,9 @@ def lightgbm(booster: Booster, columns) -> forest.Ensemble:
         link = links.Identity()
     return forest.Ensemble(columns, nodes, nodes.renumbered(np.concatenate(values)), link,
                            start=np.zeros(per_iteration),
-                           groups=np.arange(len(trees)) % per_iteration)
+                           groups=np.arange(len(trees)) % per_iteration,
+                           covers=nodes.renumbered(np.concatenate([_counts(t) for t in trees])),
+                           inputs=inputs)
 
 
 def lightgbm_problem(header: dict, trees: list) -> str:
@@ -245,6 +249,14 @@ def _pairs(block: str) -> dict:
 def _numbers(tree: dict, key: str, dtype) -> np.ndarray:
     return np.array(tree[key].split(), dtype=np.float64).astype(dtype) if tree.get(key) \
         else np.zeros(0, dtype=dtype)
+
+
+def _counts(tree: dict) -> np.ndarray:
+    """The rows that reached each node (splits, then leaves): LightGBM's TreeSHAP covers."""
+    if int(tree["num_leaves"]) == 1:  # a tree of one leaf: no split to weigh
+        return np.ones(1)
+    return np.concatenate([_numbers(tree, "internal_count", np.float64),
+                           _numbers(tree, "leaf_count", np.float64)])
 
 
 def _lightgbm_tree(tree: dict, width: int) -> tuple:

@@ -111,6 +111,8 @@ def parts(obj):
 # --- the arithmetic ------------------------------------------------------------------------
 
 MULTINOMIAL, BINARY, REGRESSION = "multinomial", "binary", "regression"
+# What explanations are measured from, in the answers' words (`measured_from`).
+AVERAGE_ROW, EXPECTED_SCORE = "average training row", "expected score"
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,8 @@ class Linear:
     reference: np.ndarray    # (width,): the Z explanations measure from
     groups: np.ndarray       # (width,): the input feature of each of Z's columns
 
+    MEASURED_FROM = AVERAGE_ROW  # the reference row's score
+
     def predict(self, X: np.ndarray, probabilities: bool):
         """(labels or values, probabilities or None), as LogisticRegression's predict and
         predict_proba or a regressor's predict compute them."""
@@ -272,24 +276,26 @@ class Linear:
         scores = Z @ self.coef.T + self.intercept
         return scores.ravel() if self.kind == BINARY else scores
 
-    def contributions(self, X: np.ndarray, labels) -> np.ndarray:
-        """(n, features): each input feature's part of the score of class labels[i] (or of
-        the value), relative to the reference row. Binary: class 0's score is taken as the
-        negation of class 1's, decision_function's only score."""
+    def contributions(self, X: np.ndarray, labels) -> tuple:
+        """((n, features), (n,)): each input feature's part of the score of class labels[i]
+        (or of the value) relative to the reference row, and the reference row's score.
+        Binary: class 0's score is taken as the negation of class 1's, decision_function's
+        only score."""
         Z = self.columns.transform(X)  # reads X, never writes it
         if self.kind == REGRESSION:
-            weights = self.coef
+            weights, intercept = self.coef, self.intercept
         elif self.kind == BINARY:
             sign = np.where(np.asarray(labels) == 1, 1.0, -1.0)
-            weights = self.coef[0] * sign[:, None]
+            weights, intercept = self.coef[0] * sign[:, None], self.intercept[0] * sign
         else:
-            weights = self.coef[labels]
+            weights, intercept = self.coef[labels], self.intercept[labels]
+        base = weights @ self.reference + intercept
         parts = weights * (Z - self.reference)
         if self.columns.identity:
-            return parts
+            return parts, np.broadcast_to(base, (len(X),))
         summed = np.zeros((len(X), X.shape[1]))
         np.add.at(summed.T, self.groups, parts.T)
-        return summed
+        return summed, np.broadcast_to(base, (len(X),))
 
 
 def _expit(x: float) -> float:

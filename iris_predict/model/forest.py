@@ -21,9 +21,12 @@ Exactness comes from each library's own arithmetic, kept here:
 - the link from score to answer (outputs.py), with the exp of the library's own C library.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from iris_predict.model import treeshap
+from iris_predict.model.estimators import BINARY, EXPECTED_SCORE
 
 # LightGBM's kZeroThreshold (a float, compared as a double): |x| <= it is "zero".
 LIGHTGBM_ZERO = float(np.float32(1e-35))
@@ -148,6 +151,21 @@ class Forest:
         return index
 
 
+    def decisions(self, Z: np.ndarray) -> np.ndarray:
+        """(rows, N) bool: at every node, does each row go right (leaves: False)."""
+        Z = np.ascontiguousarray(Z, dtype=self.dtype)
+        x = Z[:, self.feature]
+        go_right = x > self.threshold
+        go_right |= np.isnan(x) & self.nan_right
+        if self.zeros is not None:
+            zero = self.zeros.nodes & (np.abs(x) <= LIGHTGBM_ZERO)
+            go_right = np.where(zero, self.nan_right, go_right)
+        if self.categories is not None:
+            splits = np.flatnonzero(self.categories.nodes)
+            codes = self.categories.codes(x[:, splits])
+            go_right[:, splits] = self.categories.table[self.categories.slot[splits] + codes]
+        return go_right
+
     def _one_row(self, row, feature, threshold, missing) -> np.ndarray:
         """One row's leaves: every node's decision at once (a few vectorised steps over all
         N nodes), then the walk is two gathers and an add per level."""
@@ -269,6 +287,13 @@ class Ensemble:
     groups: np.ndarray | None = None  # boosting: (T,) which of the K scores each tree adds to
     average: bool = False       # a forest: the mean of its trees' values
     recode: Recode | None = None  # HistGradientBoosting's own category encoding of Z
+    # For explanations (treeshap.py): each node's cover, the share of the training data
+    # that reached it, and the input feature of each column the trees take.
+    covers: np.ndarray | None = None   # (N,) in the Forest's order
+    inputs: np.ndarray | None = None   # (columns,) intp
+    _explainers: dict = field(default_factory=dict, compare=False, repr=False)
+
+    MEASURED_FROM = EXPECTED_SCORE  # TreeSHAP's base
 
     @property
     def kind(self) -> str:
@@ -291,6 +316,50 @@ class Ensemble:
 
     def predict(self, X: np.ndarray, probabilities: bool):
         return self.link.answer(self.scores(X), probabilities)
+
+    def contributions(self, X: np.ndarray, labels) -> tuple:
+        """((rows, features) SHAP values, (rows,) base values) of the score of class
+        labels[i] (a regressor: of its score), per input feature: a row's values add up to
+        its score minus the base, the expected score (treeshap.py). Binary with one score:
+        class 0's score is taken as its negation, as for the linear models."""
+        Z = self.columns.transform(X)
+        go_right = self.forest.decisions(Z if self.recode is None else self.recode.transform(Z))
+        labels = np.asarray(labels, dtype=np.intp)
+        per_class = self.values.ndim == 2 if self.average else len(self.start) > 1
+        scores = labels if per_class else np.zeros(len(X), dtype=np.intp)
+        found, base = np.zeros(X.shape), np.zeros(len(X))
+        for score in np.unique(scores).tolist():
+            rows = np.flatnonzero(scores == score)
+            explainer = self._explainer(score)
+            found[rows] = explainer.values(go_right[rows], X.shape[1])
+            base[rows] = explainer.base
+        if self.kind == BINARY and not per_class:
+            sign = np.where(labels == 1, 1.0, -1.0)
+            found *= sign[:, None]
+            base *= sign
+        return found, base
+
+    def _explainer(self, score: int) -> treeshap.Explainer:
+        """Built on first use (a few ms for hundreds of trees), kept for the next request."""
+        explainer = self._explainers.get(score)
+        if explainer is None:
+            if "paths" not in self._explainers:
+                f = self.forest
+                self._explainers["paths"] = treeshap.paths(f.child, f.roots, f.feature,
+                                                           self.covers)
+            found = self._explainers["paths"]
+            if self.average:
+                chosen = np.arange(len(found.leaf))
+                values = self.values[found.leaf] if self.values.ndim == 1 \
+                    else self.values[found.leaf, score]
+                values, start = values / len(self.forest.roots), 0.0
+            else:
+                chosen = np.flatnonzero(self.groups[found.tree] == score)
+                values, start = self.values[found.leaf[chosen]], float(self.start[score])
+            explainer = treeshap.Explainer.of(found, chosen, values.astype(np.float64),
+                                              start, self.inputs)
+            self._explainers[score] = explainer
+        return explainer
 
     def decision(self, X: np.ndarray) -> np.ndarray | None:
         """decision_function(X) as scikit-learn shapes it; None for a forest (it has none)."""

@@ -19,10 +19,12 @@ import warnings
 import numpy as np
 
 from iris_predict import settings
-from iris_predict.errors import InvalidRequest, ModelLoading, ModelUnavailable
-from iris_predict.model import artifact, compute, estimators, signature
+from iris_predict.errors import InvalidRequest, ModelLoading, ModelUnavailable, PayloadTooLarge
+from iris_predict.model import artifact, compute, estimators, forest, signature
 
 log = logging.getLogger(__name__)
+# What has an exact explanation: a linear model's score, a tree ensemble's (TreeSHAP).
+EXPLAINED = (estimators.Linear, forest.Ensemble)
 FEW_ROWS = 16  # below this, a loop in Python beats NumPy's overhead per call
 VERSION_DIGITS = 12  # of the model file's SHA-256: the model's version
 # What state() answers.
@@ -86,24 +88,36 @@ class Model:
         return InvalidRequest(f"{feature.name}: the model's encoder refuses categories it "
                               f"did not see in training; it takes {feature.allowed()}")
 
-    def explain(self, X: np.ndarray, labels) -> np.ndarray:
-        """Each input feature's share of the score of class labels[i] (a regressor: of the
-        value), relative to the average training row.
+    def explain(self, X: np.ndarray, labels) -> tuple:
+        """((rows, features) contributions, (rows,) base values): each input feature's share
+        of the score of class labels[i] (a regressor: of its score), and the score they are
+        measured from; a row's shares add up to its score minus its base.
 
-        For a linear model the score is coef @ z + intercept, where z is the row as the
-        final estimator sees it (scaled numbers, one-hot categories), so coef_c * (z_c -
-        reference_c) is exactly column c's part of how far the score lies from the
-        reference row's, and a feature's share is the sum over its columns: for a bare
-        estimator coef_j * (x_j - mean_j), for a scaled number coef / scale * (x - mean),
-        for a one-hot category the sum of coef * (indicator - training share). What SHAP's
-        LinearExplainer computes. Any other model has no such exact split, and is refused
+        A linear model (estimators.Linear.contributions) is measured from the average
+        training row, a tree ensemble (forest.Ensemble.contributions: TreeSHAP) from its
+        expected score. Any other model (kNN, SVM) has no exact split, and is refused
         rather than approximated.
         """
-        if self.linear is None:
+        self.explainable(len(X))
+        return self.computed.contributions(X, labels)
+
+    def explainable(self, rows: int):
+        """Refuse explanations this model has none of, or for more rows than the limit."""
+        if not isinstance(self.computed, EXPLAINED):
             raise InvalidRequest(
-                f"explanations need a linear model, whose score splits exactly into one "
-                f"share per feature; the served model is {self.metadata['estimator']}")
-        return self.linear.contributions(X, labels)
+                f"explanations need a linear model or a tree ensemble, whose score splits "
+                f"exactly into one share per feature; the served model is "
+                f"{_final_class(self.estimator)}")
+        if rows > settings.EXPLAIN_MAX_ROWS:
+            raise PayloadTooLarge(
+                f"explanations are given for at most {settings.EXPLAIN_MAX_ROWS} rows a "
+                f"request (EXPLAIN_MAX_ROWS); this one has {rows}: send fewer, or ask "
+                f"without explain", body_read=True)
+
+    @property
+    def measured_from(self) -> str | None:
+        """What explanations are measured from, in the answer's words (None: none given)."""
+        return getattr(self.computed, "MEASURED_FROM", None)
 
     def out_of_range(self, X: np.ndarray) -> list:
         """(row, feature, value) for each number of X outside the training range."""
@@ -156,6 +170,13 @@ class Model:
         for i, j, text in unknown:
             rows[i, j] = text
         return rows
+
+
+def _final_class(estimator) -> str:
+    """The class of a model's final step, by name: one line, never the repr's many."""
+    steps = getattr(estimator, "steps", None)
+    final = steps[-1][1] if isinstance(steps, list) and steps else estimator
+    return type(final).__name__
 
 
 _lock = threading.Lock()

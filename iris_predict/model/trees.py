@@ -118,8 +118,9 @@ def ensemble(estimator, signature, means: list) -> forest.Ensemble:
     if build is None:
         raise Unsupported(f"the final step is {type(final).__name__}, not a tree ensemble")
     try:
-        columns, _, _ = preprocessing([step for _, step in transforms], signature, means)
-        return build(final, signature, columns)
+        columns, _, inputs = preprocessing([step for _, step in transforms], signature,
+                                           means)
+        return build(final, signature, columns, inputs)
     except (AttributeError, TypeError, ValueError, IndexError, KeyError, OverflowError) as e:
         raise Unsupported(f"its attributes are not a fitted model's: {e!r}") from None
 
@@ -149,7 +150,8 @@ def _tree_arrays(tree) -> tuple:
     narrow = np.where(narrow.astype(np.float64) > threshold,
                       np.nextafter(narrow, np.float32(-np.inf)), narrow)
     return (nodes["feature"], narrow, nodes["missing_go_to_left"].astype(bool),
-            nodes["left_child"], nodes["right_child"]), state["values"]
+            nodes["left_child"], nodes["right_child"]), state["values"], \
+        nodes["weighted_n_node_samples"]
 
 
 def _single_output(estimator):
@@ -158,36 +160,39 @@ def _single_output(estimator):
 
 
 def _trees(estimators: list, classes: int) -> tuple:
-    """(Forest, leaf values) of scikit-learn trees: per node (N,) values for regression
-    trees, (N, classes) proportions for classification trees."""
-    arrays, values = zip(*(_tree_arrays(e.tree_) for e in estimators))
+    """(Forest, leaf values, covers) of scikit-learn trees: per node (N,) values for
+    regression trees, (N, classes) proportions for classification trees, in the order
+    given."""
+    arrays, values, covers = zip(*(_tree_arrays(e.tree_) for e in estimators))
     leaves = [v[:, 0, :classes] if classes else v[:, 0, 0] for v in values]
-    return forest.concatenate(list(arrays), np.float32), np.concatenate(leaves)
+    return forest.concatenate(list(arrays), np.float32), np.concatenate(leaves), \
+        np.concatenate(covers)
 
 
-def _decision_tree(estimator, signature, columns):
+def _decision_tree(estimator, signature, columns, inputs):
     _single_output(estimator)
-    return _forest_of([estimator], estimator, signature, columns)
+    return _forest_of([estimator], estimator, signature, columns, inputs)
 
 
-def _random_forest(estimator, signature, columns):
+def _random_forest(estimator, signature, columns, inputs):
     _single_output(estimator)
-    return _forest_of(list(estimator.estimators_), estimator, signature, columns)
+    return _forest_of(list(estimator.estimators_), estimator, signature, columns, inputs)
 
 
-def _forest_of(trees: list, estimator, signature, columns) -> forest.Ensemble:
+def _forest_of(trees: list, estimator, signature, columns, inputs) -> forest.Ensemble:
     classes = _classes(estimator, signature)
-    nodes, values = _trees(trees, classes)
+    nodes, values, covers = _trees(trees, classes)
     link = links.Proportions() if classes else links.Identity()
-    return forest.Ensemble(columns, nodes, nodes.renumbered(values), link, average=True)
+    return forest.Ensemble(columns, nodes, nodes.renumbered(values), link, average=True,
+                           covers=nodes.renumbered(covers), inputs=inputs)
 
 
-def _gradient_boosting(estimator, signature, columns):
+def _gradient_boosting(estimator, signature, columns, inputs):
     classes = _classes(estimator, signature)
     stages = estimator.estimators_[:estimator.n_estimators_]
     per_stage = stages.shape[1]
     # predict_stages adds scale * value[leaf] to the score: the product is taken once here.
-    nodes, values = _trees([t for stage in stages for t in stage], 0)
+    nodes, values, covers = _trees([t for stage in stages for t in stage], 0)
     values = estimator.learning_rate * values
     start = _gb_start(estimator, classes)
     loss = type(estimator._loss).__name__
@@ -198,7 +203,8 @@ def _gradient_boosting(estimator, signature, columns):
     else:
         link = links.Identity()
     return forest.Ensemble(columns, nodes, nodes.renumbered(values), link, start=start,
-                           groups=np.tile(np.arange(per_stage), len(stages)))
+                           groups=np.tile(np.arange(per_stage), len(stages)),
+                           covers=nodes.renumbered(covers), inputs=inputs)
 
 
 def _gb_start(estimator, classes: int) -> np.ndarray:
@@ -226,16 +232,17 @@ def _gb_start(estimator, classes: int) -> np.ndarray:
     return np.log(p / np.exp(np.mean(np.log(p), axis=1))[:, None])[0]
 
 
-def _hist_gradient_boosting(estimator, signature, columns):
+def _hist_gradient_boosting(estimator, signature, columns, inputs):
     classes = _classes(estimator, signature)
     known = _known_categories(estimator._bin_mapper)
-    arrays, values, tables = [], [], []
+    arrays, values, tables, covers = [], [], [], []
     for iteration in estimator._predictors:
         for predictor in iteration:
             tree, leaf_values, splits = _predictor_arrays(predictor, known)
             arrays.append(tree)
             values.append(leaf_values)
             tables.append(splits)
+            covers.append(predictor.__dict__["nodes"]["count"])
     per_iteration = estimator.n_trees_per_iteration_
     nodes = forest.concatenate(arrays, np.float64, categories=(tables, CATEGORY_BITS))
     loss = type(estimator._loss).__name__
@@ -255,7 +262,10 @@ def _hist_gradient_boosting(estimator, signature, columns):
                                                   dtype=np.float64).reshape(per_iteration),
                            groups=np.tile(np.arange(per_iteration),
                                           len(estimator._predictors)),
-                           recode=None if folded else recode)
+                           recode=None if folded else recode,
+                           covers=nodes.renumbered(np.concatenate(covers).astype(np.float64)),
+                           # The trees take the columns in the recoded order.
+                           inputs=inputs if recode is None else inputs[recode.order])
 
 
 def _recode(estimator) -> forest.Recode | None:

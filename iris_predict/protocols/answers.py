@@ -24,14 +24,20 @@ BOOLEANS = {"true": True, "false": False}
 class Scores:
     """A batch's predictions, in the forms the protocols' answers take them."""
 
-    __slots__ = ("predictions", "labels", "probabilities", "explanations", "warnings")
+    __slots__ = ("predictions", "labels", "probabilities", "explanations", "base_values",
+                 "measured_from", "warnings")
 
     def __init__(self, batch: Batch, model: Model, probabilities: bool = False):
         signature = model.signature
         wants_proba = probabilities and signature.classifier
+        if batch.explain:
+            model.explainable(len(batch.X))  # before the work of predicting
         predicted, proba = model.predict(batch.X, wants_proba, batch.unknown) \
             if len(batch.X) else ([], None)
-        self.explanations = explain(model, batch.X, predicted) if batch.explain else None
+        self.explanations = self.base_values = None
+        if batch.explain:
+            self.explanations, self.base_values = explain(model, batch.X, predicted)
+            self.measured_from = model.measured_from
         self.predictions = predicted.tolist() if isinstance(predicted, np.ndarray) \
             else list(predicted)
         classes = signature.classes
@@ -60,6 +66,8 @@ class Scores:
         found["warnings"] = self.warnings
         if self.explanations is not None:
             found["explanations"] = self.explanations
+            found["base_values"] = self.base_values
+            found["measured_from"] = self.measured_from
         return found
 
 
@@ -75,11 +83,15 @@ def explain_asked(query_string: bytes) -> bool:
     return explain
 
 
-def explain(model: Model, X: np.ndarray, predicted) -> list:
-    """One {feature: contribution} per row: Model.explain, rounded like probabilities."""
-    contributions = np.round(model.explain(X, predicted), PROBABILITY_DIGITS)
+def explain(model: Model, X: np.ndarray, predicted) -> tuple:
+    """(one {feature: contribution} per row, each row's base value): Model.explain,
+    rounded like probabilities."""
+    if not len(X):
+        return [], []
+    contributions, base = model.explain(X, predicted)
     names = model.signature.names
-    return [dict(zip(names, row)) for row in contributions.tolist()]
+    return ([dict(zip(names, row)) for row in np.round(contributions, PROBABILITY_DIGITS).tolist()],
+            np.round(base, PROBABILITY_DIGITS).tolist())
 
 
 def _probabilities(classes: tuple, proba: np.ndarray) -> list:
