@@ -158,11 +158,9 @@ def explain_seconds(directory: Path, rounds: int = 7) -> dict:
     import shap
 
     sys.path.insert(0, str(ROOT))
-    from iris_predict import settings
     from iris_predict.model import artifact, served
     from tests.models import encode
 
-    settings.EXPLAIN_MAX_ROWS = EXPLAIN_ROWS
     _, table = rows(seed=5, count=EXPLAIN_ROWS)
     X_objects = objects(table)
     found = {}

@@ -198,7 +198,7 @@ def test_explanations_differ_by_exactly_the_difference_of_scores(trained_models,
     classes = len(served_model.signature.classes or ())
     for k in range(max(classes, 1)):
         labels = np.full(len(X), k)
-        parts = served_model.explain(X.copy(), labels)
+        parts, _ = served_model.explain(X.copy(), labels)
         assert parts.shape == X.shape
         score = _score(sklearn_model, rows, classes, k)
         total = parts.sum(axis=1)
@@ -228,13 +228,14 @@ def test_explanations_per_input_feature_are_the_issues_formulas(trained_models):
     colours = len(encoder.categories_[0])
     expected = np.column_stack([expected_numbers[:, 0], terms[:, :colours].sum(axis=1),
                                 terms[:, colours:].sum(axis=1), expected_numbers[:, 1]])
-    got = model(trained).explain(trained.X.copy(), np.zeros(len(trained.X), dtype=int))
+    got, _ = model(trained).explain(trained.X.copy(), np.zeros(len(trained.X), dtype=int))
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_a_model_that_is_not_linear_cannot_explain(tmp_path):
-    path, _ = _package(tmp_path, RandomForestClassifier(n_estimators=5, random_state=0))
-    with pytest.raises(InvalidRequest, match="explanations need a linear model"):
+def test_a_model_without_an_exact_split_cannot_explain(tmp_path):
+    path, _ = _package(tmp_path, KNeighborsClassifier())
+    with pytest.raises(InvalidRequest, match="explanations need a linear model or a tree "
+                                             "ensemble.*KNeighborsClassifier"):
         served.Model(*artifact.load(path)).explain(np.zeros((1, 4)), [0])
 
 
@@ -285,8 +286,9 @@ def _package(tmp_path, final, target="kind"):
     (DecisionTreeRegressor(random_state=0), "yield"),
 ], ids=lambda v: type(v).__name__ if not isinstance(v, str) else v)
 def test_packaged_estimators_answer_as_scikit_learn(tmp_path, final, target):
-    """Common estimators, in a pipeline of scikit-learn's own steps: served by scikit-learn,
-    fed the rows as strings and floats, unknown categories as the strings sent."""
+    """Common estimators, in a pipeline of scikit-learn's own steps (its default sparse
+    one-hot): trees by NumPy, the rest by scikit-learn, fed the rows as strings and floats,
+    unknown categories as the strings sent."""
     output, (fitted, rows, y) = _package(tmp_path, final, target)
     meta = json.loads(output.with_suffix(".json").read_text())
     served_model = served.Model(*artifact.load(output))

@@ -25,11 +25,12 @@ from sklearn.ensemble import (ExtraTreesRegressor, GradientBoostingClassifier,
                               RandomForestRegressor)
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import train
 from harness import ROOT, FunctionServer
+from iris_predict.errors import InvalidRequest
 from iris_predict.model import artifact, served
 from tests.models import encode, write_csv
 
@@ -80,6 +81,13 @@ def numbers_then_codes(unknown=-1) -> ColumnTransformer:
          [3])])
 
 
+def numbers_then_one_hot(**options) -> ColumnTransformer:
+    """The colour one-hot encoded by scikit-learn's default encoder: sparse blocks, stacked
+    dense by the ColumnTransformer; a missing colour is a category of its own."""
+    return ColumnTransformer([("numbers", "passthrough", [0, 1, 2]),
+                              ("colour", OneHotEncoder(**options), [3])])
+
+
 def imputed_then_codes() -> ColumnTransformer:
     """For GradientBoosting, which takes no missing values."""
     return ColumnTransformer([
@@ -114,6 +122,8 @@ MODELS = {
         loss="exponential", n_estimators=20), imputed_then_codes()), {}),
     "gradient boosting huber": ("value", lambda: pipe(GradientBoostingRegressor(
         loss="huber", n_estimators=20), imputed_then_codes()), {}),
+    "random forest one-hot": ("three", lambda: pipe(RandomForestClassifier(
+        20, random_state=0), numbers_then_one_hot(handle_unknown="ignore")), {}),
     "hist gradient boosting categories": ("three", lambda: pipe(HistGradientBoostingClassifier(
         max_iter=30, categorical_features=[3], random_state=0)), {}),
     "hist gradient boosting binary": ("binary", lambda: pipe(HistGradientBoostingClassifier(
@@ -127,6 +137,8 @@ MODELS = {
     "xgboost categories": ("three", lambda: pipe(xgboost.XGBClassifier(
         enable_categorical=True, feature_types=["q", "q", "q", "c"], max_cat_to_onehot=1,
         **XGB)), {}),
+    "xgboost one-hot": ("binary", lambda: pipe(xgboost.XGBClassifier(**XGB),
+                                               numbers_then_one_hot(handle_unknown="ignore")), {}),
     "xgboost reg:squarederror": ("value", lambda: pipe(xgboost.XGBRegressor(
         base_score=7.25, **XGB)), {}),
     "xgboost reg:logistic": ("share", lambda: pipe(xgboost.XGBRegressor(
@@ -272,6 +284,23 @@ def test_served_by_numpy_exactly_as_the_library(table, name):
     model = served.Model(*artifact.load(output))
     assert model.computed is not None, "served by NumPy, not the library"
     check_answers(model, fitted, probe_rows(fitted, rows), target in ("binary", "three"))
+
+
+def test_the_default_one_hot_encoder_refuses_what_it_never_saw(table):
+    """OneHotEncoder() raises on a category it did not see in training; served by NumPy,
+    the request is refused (a 4xx naming the feature), not answered as all zeros."""
+    directory, rows, score = table
+    y = TARGETS["three"](score)
+    fitted = pipe(RandomForestClassifier(10, random_state=0), numbers_then_one_hot()).fit(rows, y)
+    model = served.Model(*artifact.load(package(directory, fitted, rows, y, "three", "strict")))
+    assert model.computed is not None, "served by NumPy, not the library"
+    check_answers(model, fitted, np.vstack([rows, make_rows(99, 200)]), True)
+    unseen = rows[:3].copy()
+    unseen[1, 3] = "purple"
+    with pytest.raises(ValueError, match="unknown categor"):
+        fitted.predict(unseen)
+    with pytest.raises(InvalidRequest, match="colour: the model's encoder refuses"):
+        model.predict(encode(model.metadata, unseen), probabilities=True)
 
 
 def test_early_stopping_serves_the_best_iteration(table):

@@ -164,6 +164,8 @@ class Columns:
     identity: bool           # Z is X itself: a bare estimator
     ordinals: Ordinals | None = None
     scaled: bool = True      # are numbers centred or scaled (False: mean 0 and scale 1)
+    # One-hot input columns whose encoder refuses what it never saw (handle_unknown="error")
+    strict: frozenset = frozenset()
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         if self.identity:
@@ -190,6 +192,8 @@ class Columns:
             index = out[np.where(missing, -1, codes).astype(np.intp)]
             index[missing] = fill
             hit = index >= 0
+            if column in self.strict and not hit.all():
+                raise UnknownCategory(int(column))
             Z[rows[hit], index[hit]] = 1.0
         if self.ordinals is not None:
             self.ordinals.fill(X, Z)
@@ -341,10 +345,10 @@ def preprocessing(transforms: list, signature, means: list) -> tuple:
             raise Unsupported("a bare estimator cannot take categories")
         return _identity(n), np.asarray(means, dtype=float), np.arange(n)
     if len(transforms) == 1 and isinstance(transforms[0], ColumnTransformer):
-        blocks = _blocks(transforms[0])
-    else:  # a chain of imputer and scaler over every column
-        blocks = [(list(transforms), list(range(n)))]
-    return _columns(blocks, signature)
+        # Its output is dense (_blocks): a sparse one-hot block is stacked as dense columns.
+        return _columns(_blocks(transforms[0]), signature, dense=True)
+    # A chain of imputer and scaler over every column
+    return _columns([(list(transforms), list(range(n)))], signature, dense=False)
 
 
 def _identity(n: int) -> Columns:
@@ -384,18 +388,21 @@ def _identity_function(step) -> bool:
     return isinstance(step, FunctionTransformer) and step.func is None
 
 
-def _columns(blocks: list, signature) -> tuple:
-    """Columns, the reference Z and each Z column's input feature, from the blocks."""
+def _columns(blocks: list, signature, dense: bool) -> tuple:
+    """Columns, the reference Z and each Z column's input feature, from the blocks (dense:
+    inside a ColumnTransformer whose output is dense, whatever its encoders output)."""
     features = signature.features
     numbers, number_out, fill, mean, scale, categories, ordinals = [], [], [], [], [], [], []
-    reference, groups = [], []
+    reference, groups, strict = [], [], set()
     width = 0
     for chain, inputs in blocks:
         imputer = chain.pop(0) if chain and isinstance(chain[0], SimpleImputer) else None
         statistics = _imputer(imputer, len(inputs))
         if len(chain) == 1 and isinstance(chain[0], OneHotEncoder):
             encoder = chain[0]
-            _check_encoder(encoder, len(inputs))
+            _check_encoder(encoder, len(inputs), dense)
+            if encoder.handle_unknown == "error":
+                strict.update(inputs)
             for j, known, filled in zip(inputs, encoder.categories_, statistics):
                 feature = features[j]
                 if feature.number:
@@ -445,7 +452,8 @@ def _columns(blocks: list, signature) -> tuple:
                       any(features[j].missing and f == f for j, f in zip(numbers, fill)),
                       False,
                       Ordinals.of(ordinals) if ordinals else None,
-                      any(m != 0.0 for m in mean) or any(v != 1.0 for v in scale))
+                      any(m != 0.0 for m in mean) or any(v != 1.0 for v in scale),
+                      frozenset(strict))
     return columns, np.array(reference), np.array(groups, dtype=np.intp)
 
 
@@ -487,12 +495,15 @@ def _imputer(imputer, count: int) -> list:
     return statistics
 
 
-def _check_encoder(encoder: OneHotEncoder, count: int):
-    if encoder.handle_unknown != "ignore" or encoder.drop_idx_ is not None \
-            or encoder._infrequent_enabled or encoder.sparse_output \
+def _check_encoder(encoder: OneHotEncoder, count: int, dense: bool):
+    # A sparse matrix reaching the final estimator is not served: XGBoost, for one, takes
+    # its absent entries as missing rather than 0.
+    if encoder.handle_unknown not in ("ignore", "error") or encoder.drop_idx_ is not None \
+            or encoder._infrequent_enabled or (encoder.sparse_output and not dense) \
             or len(encoder.categories_) != count:
-        raise Unsupported("the OneHotEncoder is not dense with handle_unknown='ignore', "
-                          "no drop and no infrequent categories")
+        raise Unsupported("the OneHotEncoder has a drop, infrequent categories, "
+                          "handle_unknown other than 'ignore' or 'error', or sparse output "
+                          "outside a ColumnTransformer")
 
 
 def _coefficients(final, signature, width: int) -> tuple:

@@ -98,21 +98,25 @@ class Model:
         expected score. Any other model (kNN, SVM) has no exact split, and is refused
         rather than approximated.
         """
-        self.explainable(len(X))
+        self._explained()
         return self.computed.contributions(X, labels)
 
     def explainable(self, rows: int):
-        """Refuse explanations this model has none of, or for more rows than the limit."""
-        if not isinstance(self.computed, EXPLAINED):
-            raise InvalidRequest(
-                f"explanations need a linear model or a tree ensemble, whose score splits "
-                f"exactly into one share per feature; the served model is "
-                f"{_final_class(self.estimator)}")
+        """Refuse a request's explanations before any work: a model that has none, or more
+        rows than EXPLAIN_MAX_ROWS (a request's limit, not the model's: explain takes any)."""
+        self._explained()
         if rows > settings.EXPLAIN_MAX_ROWS:
             raise PayloadTooLarge(
                 f"explanations are given for at most {settings.EXPLAIN_MAX_ROWS} rows a "
                 f"request (EXPLAIN_MAX_ROWS); this one has {rows}: send fewer, or ask "
                 f"without explain", body_read=True)
+
+    def _explained(self):
+        if not isinstance(self.computed, EXPLAINED):
+            raise InvalidRequest(
+                f"explanations need a linear model or a tree ensemble, whose score splits "
+                f"exactly into one share per feature; the served model is "
+                f"{_final_class(self.estimator)}")
 
     @property
     def measured_from(self) -> str | None:
