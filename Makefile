@@ -21,7 +21,7 @@ endif
 # tests/test_browser.py drives Debian's chromium package; Playwright never downloads a browser.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: serve test model bench clean openapi requirements FORCE
+.PHONY: serve test model bench clean openapi requirements check-wheels FORCE
 
 ## serve: run the function locally on :$(PORT) with the bundled model (runtime packages only)
 serve: $(VENV)/.runtime
@@ -46,11 +46,20 @@ test: $(VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 ## model: retrain model.joblib and model.json; CSV=FILE TARGET=COLUMN [ESTIMATOR=NAME]
-## [OUTPUT=PATH]: any table; MODEL=FILE packages a model you fitted (XGBoost and LightGBM too)
+## [OUTPUT=PATH]: any table; MODEL=FILE packages a model you fitted (XGBoost and LightGBM too;
+## NO_HOLDOUT=1: without refitting a copy to score it on held-out rows); UNITS="weight=kg ..."
 model: $(VENV)/.runtime $(if $(MODEL),$(VENV)/.train)
 	$(BIN)/python train.py $(if $(CSV),--csv "$(CSV)" --target "$(TARGET)") \
 		$(if $(ESTIMATOR),--estimator "$(ESTIMATOR)") $(if $(MODEL),--model "$(MODEL)") \
+		$(if $(NO_HOLDOUT),--no-holdout) $(foreach unit,$(UNITS),--unit "$(unit)") \
 		$(if $(OUTPUT),--output "$(OUTPUT)")
+
+# The Pythons Cloud Run functions offer, for check-wheels.
+RUNTIMES ?= python311 python312 python313 python314
+## check-wheels: has every pin in requirements.txt a Linux x86_64 wheel for each of RUNTIMES?
+## (reads PyPI; fails if deploy.sh's default lacks one, or a newer runtime has them all)
+check-wheels: $(VENV)/.runtime
+	$(BIN)/python .ci/check_wheels.py $(RUNTIMES)
 
 .PHONY: train-requirements
 ## train-requirements: install XGBoost and LightGBM (hashed) to package their models

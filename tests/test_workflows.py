@@ -106,7 +106,7 @@ def test_the_newest_dependencies_are_tried_weekly(upgrades):
     (job,) = upgrades["jobs"].values()
     # On the Python deploy.sh deploys to, running the script that reports the versions.
     assert job["container"] == f"python:{deploy_default_runtime()}-bookworm"
-    assert runs(job) == [".ci/newest"]
+    assert runs(job) == ["make check-wheels", ".ci/newest"]
     assert upgrades["permissions"] == {"contents": "read"} and "permissions" not in job
     assert not steps_using(job, AUTH)
 

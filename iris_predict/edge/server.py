@@ -33,10 +33,12 @@ from uvicorn_worker import UvicornWorker
 from starlette.requests import Request
 
 from iris_predict import settings
-from iris_predict.protocols.routes import NOT_FOUND
 
 # The methods functions-framework's routes take; it answers any other with 405 itself.
 FRAMEWORK_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH"})
+# Paths browsers and crawlers ask every host for, which functions-framework answers 404
+# itself: handed to the handler instead, whose 404 says what is there.
+FRAMEWORK_NOT_FOUND = ("/favicon.ico", "/robots.txt")
 # Requests still running this long after SIGTERM are cancelled; Cloud Run kills at 10 s,
 # and the process needs about a second more to exit on a loaded machine.
 GRACEFUL_SHUTDOWN_SECONDS = 7
@@ -79,7 +81,8 @@ class Protocol(HttpToolsProtocol):
         A plain function returning the app's coroutine, so the usual case adds no frame.
         """
         path = scope["path"]
-        if scope["method"] in FRAMEWORK_METHODS and path not in NOT_FOUND and "\n" not in path:
+        if scope["method"] in FRAMEWORK_METHODS and path not in FRAMEWORK_NOT_FOUND \
+                and "\n" not in path:
             return self._framework_app(scope, receive, send)
         return self._answer_directly(scope, receive, send)
 

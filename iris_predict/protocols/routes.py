@@ -16,8 +16,6 @@ from iris_predict.protocols import bigquery, csv_table, mlflow_scoring, native, 
 
 # In the order they are tried on a shared path: the tutorial's protocol first.
 PROTOCOLS = (native, bigquery, csv_table, open_inference, mlflow_scoring)
-# Paths browsers and crawlers ask every host for; functions-framework answers them 404.
-NOT_FOUND = ("/favicon.ico", "/robots.txt")
 NOWHERE = "nowhere"  # the operation of a path with nothing there
 
 
