@@ -12,6 +12,7 @@ is data that the allowlist unpickler reads without either library.
 import copy
 import importlib
 import math
+import re
 from pathlib import Path
 
 from iris_predict.model import boosters
@@ -47,7 +48,10 @@ def read_booster_file(path: Path) -> tuple:
     try:
         booster = lib.Booster(model_file=str(path))
     except Exception as e:  # whatever the library raises on a file it cannot read
-        raise ConversionError(f"{name} cannot read {path}: {e}") from None
+        # The first line, without "[12:00:00] /path/to/source.h:88: ": XGBoost's messages
+        # go on with its C++ stack trace.
+        first = re.sub(r"^\[[0-9:]+\] \S+: ", "", (str(e).strip().splitlines() or [""])[0])
+        raise ConversionError(f"{name} cannot read {path}: {first}") from None
     if name == boosters.XGBOOST:
         return _xgboost(booster, None, lib.__version__), lib.__version__
     return _lightgbm(booster, None, lib.__version__), lib.__version__

@@ -61,7 +61,7 @@ async def predict(request: Request) -> Response:
     route = routes.ROUTES.get(path) or routes.find(path)  # the tutorial's "/": one lookup
     protocol = route.default  # until the body says which of the path's protocols it speaks
     rows = failure = None
-    reason = ""
+    reason, severity = "", "INFO"
     unread_body = decoding.has_body(headers)
     try:
         if route.refusal:
@@ -91,20 +91,21 @@ async def predict(request: Request) -> Response:
             raise MethodNotAllowed(method, route.allow)
     except ModelUnavailable:
         # The cause was logged once, when loading failed; this line is the request's.
-        reason = "no model to answer with"
+        reason, severity = "no model to answer with", ModelUnavailable.severity
         response = error_response(protocol.error_body(ModelUnavailable.CLIENT_MESSAGE, 503),
                                   503, unread_body=unread_body)
     except RequestError as e:
         # A 404's line names the path asked for, so that a wrong URL shows in the log.
         reason = e.message if e.status != 404 else f"{clip(path, 200)}: {e.message}"
+        severity = e.severity
         response = error_response(protocol.error_body(e.message, e.status), e.status,
                                   e.headers, unread_body and not e.body_read)
     except Exception:  # a bug of ours: log it, never show a trace to the client
-        reason, failure = "unexpected error", sys.exc_info()
+        reason, failure, severity = "unexpected error", sys.exc_info(), "ERROR"
         response = error_response(protocol.error_body("internal error", 500), 500,
                                   unread_body=unread_body)
     response.raw_headers += cors.headers(headers.get("origin"))
-    logs.request(method, response.status_code, started, protocol.NAME, rows, reason,
+    logs.request(method, response.status_code, started, protocol.NAME, severity, rows, reason,
                  headers.get("content-length"), len(response.body),
                  headers.get("x-cloud-trace-context"), failure)
     return response
@@ -131,7 +132,7 @@ def cli(argv=None) -> int:
     aliases = signature.aliases or (None,) * len(signature.names)
     for feature, alias in zip(signature.features, aliases):
         flags = [f"--{alias}"] if alias else []
-        flags.append("--" + re.sub(r"[^0-9A-Za-z]+", "-", feature.name).strip("-"))
+        flags.append("--" + re.sub(r"[\W_]+", "-", feature.name).strip("-"))  # letters kept
         parser.add_argument(*dict.fromkeys(flags), dest=feature.name, required=not feature.missing,
                             metavar=(feature.unit or "VALUE").upper() if feature.number
                             else "CATEGORY", help=feature.allowed())

@@ -4,10 +4,11 @@
         today's iris model, from scikit-learn's bundled iris data
     python train.py --csv FILE --target COLUMN [--task classification|regression]
                     [--estimator linear|hist-gradient-boosting|random-forest]
-                    [--name NAME] [--output PATH]
+                    [--unit COLUMN=UNIT ...] [--name NAME] [--output PATH]
         the standard baseline for any table: impute and scale numbers, impute and one-hot
         encode categories, then LogisticRegression or Ridge (docs/model.md); or trees
-    python train.py --model FITTED --csv FILE --target COLUMN [--name NAME] [--output PATH]
+    python train.py --model FITTED --csv FILE --target COLUMN [--no-holdout]
+                    [--unit COLUMN=UNIT ...] [--name NAME] [--output PATH]
         a model you already fitted (joblib, or an XGBoost/LightGBM booster file), packaged
         with a signature read from the CSV
 
@@ -18,7 +19,9 @@ and binned numbers).
 """
 
 import argparse
+import contextlib
 import csv
+import difflib
 import hashlib
 import json
 import math
@@ -26,7 +29,7 @@ import platform
 import shutil
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
@@ -69,11 +72,18 @@ IRIS_FEATURES = (
     ("petal_width", "pw", "cm"),
 )
 IRIS_BOUNDS = {"exclusiveMinimum": 0, "maximum": 100}
-# CSV cells that mean "missing" (surrounding spaces ignored).
+# CSV cells that mean "missing" (surrounding spaces ignored); in a column of numbers, so
+# does NaN however it is spelt (pandas writes "nan" for one).
 MISSING = ("", "NA")
+# A row of the CSV left out, and why: printed, and recorded in model.json's "left_out_rows".
+TARGET_MISSING = "the target is missing"
+LEFT_OUT_LINES = 20  # line numbers recorded per reason
+# Beyond this magnitude, squaring a number (a variance: StandardScaler) overflows float64.
+HUGE = 1e150
 # A numeric target with at most this many distinct whole numbers is a set of class labels.
 MAX_CLASS_LEVELS = 20
 DIGITS = 12  # of means, standard deviations and shares in model.json
+MAX_DECIMALS = 12  # recorded of a number's cells ("decimals"), whose precision forms show
 
 
 class TrainError(Exception):
@@ -126,10 +136,10 @@ def train(output: Path) -> dict:
     features = [{"name": name, "type": "number", "alias": alias, "unit": unit,
                  "bounds": IRIS_BOUNDS, "missing": False, **_number_stats(column)}
                 for (name, alias, unit), column in zip(IRIS_FEATURES, X.T)]
-    table = {name: column for (name, _, _), column in zip(IRIS_FEATURES, X.T)}
+    table = Table([name for name, _, _ in IRIS_FEATURES], list(X.T), y.tolist())
     return _write(estimator, output, name="iris", task="classification", target="species",
-                  classes=[str(c) for c in iris.target_names], features=features,
-                  rows=len(y), numbers=table, metrics=metrics)
+                  classes=[str(c) for c in iris.target_names], features=features, table=table,
+                  metrics=metrics)
 
 
 # --- a CSV -----------------------------------------------------------------------------------
@@ -140,7 +150,10 @@ class Table:
 
     names: list              # feature columns, in the file's order
     columns: list            # per feature: float array (NaN missing) or list of str/None
-    target: list             # the target's cells, None where missing (those rows dropped)
+    target: list             # the target's cells (rows without one are left out)
+    left_out: list = ()      # model.json's "left_out_rows": {"reason", "rows", "lines"}
+    units: dict = field(default_factory=dict)  # a number's unit by name (--unit), if given
+    decimals: dict = field(default_factory=dict)  # a number's decimals, as the CSV writes it
 
     @property
     def rows(self) -> int:
@@ -158,8 +171,9 @@ class Table:
         return not any(isinstance(c, list) for c in self.columns)
 
 
-def read_csv(path: Path, target: str) -> Table:
-    """The CSV's columns, typed: a column with any non-numeric cell is a category."""
+def read_csv(path: Path, target: str, units: dict | None = None) -> Table:
+    """The CSV's columns, typed: a column with any non-numeric cell is a category; units
+    name some numbers' units."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             lines = list(csv.reader(f))
@@ -171,8 +185,9 @@ def read_csv(path: Path, target: str) -> Table:
     if "" in header or len(set(header)) != len(header):
         raise TrainError(f"{path}'s header must name every column once; it has {header}")
     if target not in header:
-        raise TrainError(f"{path} has no column {target!r}; its columns are {header}")
-    cells = []
+        raise TrainError(f"{path} has no column {target!r}{_did_you_mean(target, header)}; "
+                         f"its columns are {header}")
+    cells, line_numbers = [], []
     for number, line in enumerate(lines[1:], 2):
         if not any(cell.strip() for cell in line):
             continue  # a blank line
@@ -180,47 +195,93 @@ def read_csv(path: Path, target: str) -> Table:
             raise TrainError(f"{path} line {number} has {len(line)} cells; the header "
                              f"has {len(header)}")
         cells.append([None if c.strip() in MISSING else c.strip() for c in line])
+        line_numbers.append(number)
     by_column = dict(zip(header, zip(*cells))) if cells else {}
-    kept = [i for i, v in enumerate(by_column.get(target, ())) if v is not None]
+    targets = by_column.get(target, ())
+    kept = [i for i, v in enumerate(targets) if v is not None]
     if len(kept) < 10:
         raise TrainError(f"{path} has {len(kept)} rows with a {target}; at least 10 are needed")
+    dropped = [line_numbers[i] for i, v in enumerate(targets) if v is None]
+    left_out = [{"reason": TARGET_MISSING, "rows": len(dropped),
+                 "lines": dropped[:LEFT_OUT_LINES]}] if dropped else []
     names = [name for name in header if name != target]
     if not names:
         raise TrainError(f"{path} has no column besides the target {target!r}")
-    columns = []
+    columns, decimals = [], {}
     for name in names:
         values = [by_column[name][i] for i in kept]
         if all(v is None for v in values):
             raise TrainError(f"column {name!r} of {path} has no values")
         numbers = [_number(v) for v in values]
-        if all(v is None or n is not None for v, n in zip(values, numbers)):
-            columns.append(np.array([math.nan if n is None else n for n in numbers]))
-        else:
-            columns.append(list(values))
-    return Table(names, columns, [by_column[target][i] for i in kept])
+        if not all(v is None or n is not None for v, n in zip(values, numbers)):
+            columns.append(list(values))  # text: a category
+            continue
+        for i, n in enumerate(numbers):
+            if n is not None and math.isinf(n):
+                raise TrainError(f"column {name!r} of {path} line {line_numbers[kept[i]]} is "
+                                 f"{values[i]!r}: a number must be finite (an empty cell is "
+                                 f"a missing one)")
+        columns.append(np.array([math.nan if n is None else n for n in numbers]))  # NaN too
+        decimals[name] = max(_decimals(v) for v in values if v is not None)
+    for name in units or {}:
+        if name not in names:
+            raise TrainError(f"--unit {name}=...: {path} has no feature column {name!r}"
+                             f"{_did_you_mean(name, names)}")
+        if isinstance(columns[names.index(name)], list):
+            raise TrainError(f"--unit {name}=...: {name!r} is a category, which has no unit")
+    return Table(names, columns, [targets[i] for i in kept], left_out, dict(units or {}), decimals)
+
+
+def _decimals(cell: str) -> int:
+    """The digits after the point in a number as written: "1976" 0, "5.10" 2, "1e-3" 3."""
+    mantissa, _, exponent = cell.lower().partition("e")
+    places = len(mantissa.partition(".")[2]) - (int(exponent) if exponent.lstrip("+-").isdigit()
+                                                  else 0)
+    return min(max(places, 0), MAX_DECIMALS)
+
+
+def _did_you_mean(name: str, names: list) -> str:
+    """'; did you mean 'Origin'?' for the nearest of names (case aside), or ''."""
+    folded = {n.casefold(): n for n in names}
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
+    return f" (did you mean {folded[close[0]]!r}?)" if close else ""
 
 
 def _number(cell):
+    """The cell as a float (NaN and inf as they are), None for text or a missing cell."""
     try:
-        value = float(cell)
+        return float(cell)
     except (TypeError, ValueError):
         return None
-    return value if math.isfinite(value) else None
 
 
-def target_classes(cells: list, task: str | None) -> tuple:
+def target_classes(cells: list, task: str | None, target: str = "the target") -> tuple:
     """(task, classes or None, y): y as class indices (classification) or floats."""
     numbers = [_number(c) for c in cells]
     numeric = all(n is not None for n in numbers)
+    if numeric and not all(math.isfinite(n) for n in numbers):
+        bad = next(c for c, n in zip(cells, numbers) if not math.isfinite(n))
+        raise TrainError(f"{target} has {bad!r}: a target must be finite")
+    whole = numeric and all(n == int(n) for n in numbers)
     if task is None:
-        whole = numeric and all(n == int(n) for n in numbers)
         task = "classification" if not numeric or (
             whole and len(set(numbers)) <= MAX_CLASS_LEVELS) else "regression"
     if task == "regression":
         if not numeric:
             bad = next(c for c, n in zip(cells, numbers) if n is None)
-            raise TrainError(f"a regression target must be numbers; it has {bad!r}")
+            raise TrainError(f"a regression target must be numbers; {target} has {bad!r}")
         return task, None, np.array(numbers)
+    distinct = len(set(numbers if numeric else cells))
+    if numeric and not whole:
+        example = next(c for c, n in zip(cells, numbers) if n != int(n))
+        raise TrainError(f"--task classification needs class labels, but {target} has "
+                         f"{distinct} distinct values, not all whole numbers ({example!r}): "
+                         f"a quantity, to be predicted with --task regression")
+    if distinct > len(cells) / 2:
+        raise TrainError(f"{target} has {distinct} distinct values in {len(cells)} rows, too "
+                         f"many to learn as classes (most have one row: an identifier?); "
+                         f"choose another target" + (", or --task regression" if numeric
+                                                     else ""))
     if numeric:  # numeric labels: in numeric order, written as the CSV would ("2", "0.5")
         levels = sorted(set(numbers))
         classes = [str(int(n)) if n == int(n) else repr(n) for n in levels]
@@ -274,7 +335,8 @@ def _tree_pipeline(numbers: list, categories: list, task: str, estimator: str) -
 
 
 def holdout_metrics(estimator, X, y, task: str, classes) -> dict:
-    """Scores of a copy fitted on 80% of the rows, on the other 20% (fixed split)."""
+    """Scores of a copy fitted on 80% of the rows, on the other 20% (fixed split); y holds
+    class indices, some of which the 80% may lack (a class of one row)."""
     stratify = None
     if task == "classification" and np.bincount(y).min() >= 2 \
             and len(y) * HOLDOUT_FRACTION >= len(classes):
@@ -282,8 +344,12 @@ def holdout_metrics(estimator, X, y, task: str, classes) -> dict:
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=HOLDOUT_FRACTION, stratify=stratify, random_state=SEED)
     fitted = clone(estimator).fit(X_train, y_train)
-    answers = predictions(fitted, X_test, task)
-    return {f"holdout_{k}": v for k, v in scores(*answers, y_test, task, classes).items()}
+    predicted, proba = fitted.predict(X_test), None
+    if task == "classification" and hasattr(fitted, "predict_proba"):
+        proba = np.zeros((len(X_test), len(classes)))
+        proba[:, np.asarray(fitted.classes_, dtype=np.intp)] = fitted.predict_proba(X_test)
+    return {f"holdout_{k}": v for k, v in scores(predicted, proba, y_test, task,
+                                                  classes).items()}
 
 
 def predictions(fitted, X, task: str) -> tuple:
@@ -308,23 +374,42 @@ def scores(predicted, proba, y, task: str, classes) -> dict:
 
 
 def train_csv(csv_path: Path, target: str, output: Path, task: str | None = None,
-              name: str | None = None, estimator: str = LINEAR) -> dict:
+              name: str | None = None, estimator: str = LINEAR, units: dict | None = None) -> dict:
     """Fit the baseline on every row of the CSV, write it and its sidecar, return the sidecar."""
-    table = read_csv(csv_path, target)
-    task, classes, y = target_classes(table.target, task)
+    table = read_csv(csv_path, target, units)
+    task, classes, y = target_classes(table.target, task, target)
     X = table.objects()
     estimator = make_pipeline(table, task, estimator)
-    with warnings.catch_warnings():
+    with _fitting(table), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # reported below, not fatal
         metrics = holdout_metrics(estimator, X, y, task, classes)
-    with warnings.catch_warnings(record=True) as caught:
+    with _fitting(table), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         estimator.fit(X, y)
     for warning in caught:
         print(f"train.py: warning: {warning.message}", file=sys.stderr)
     return _write(estimator, output, name=name or csv_path.stem, task=task, target=target,
-                  classes=classes, features=features_of(table), rows=table.rows,
-                  numbers=_numbers(table), metrics=metrics)
+                  classes=classes, features=features_of(table), table=table, metrics=metrics)
+
+
+@contextlib.contextmanager
+def _fitting(table: Table):
+    """scikit-learn's refusal of the table (overflow, say), as one TrainError line."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            yield
+    except (ValueError, FloatingPointError, OverflowError) as e:
+        huge = [name for name, column in zip(table.names, table.columns)
+                if not isinstance(column, list) and np.nanmax(np.abs(column)) > HUGE]
+        hint = (f": {', '.join(huge)} {'has' if len(huge) == 1 else 'have'} numbers beyond "
+                f"±{HUGE:g}, which overflow when scaled; rescale them (a log, or other units)"
+                if huge else "")
+        raise TrainError(f"scikit-learn cannot fit the table ({type(e).__name__}: "
+                         f"{_first_line(e)}){hint}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
 
 
 def features_of(table: Table) -> list:
@@ -341,7 +426,9 @@ def features_of(table: Table) -> list:
                              "missing": len(seen) < len(column)})
         else:
             present = column[~np.isnan(column)]
-            features.append({"name": name, "type": "number",
+            unit = {"unit": table.units[name]} if name in table.units else {}
+            features.append({"name": name, "type": "number", **unit,
+                             "decimals": table.decimals[name],
                              "missing": len(present) < len(column), **_number_stats(present)})
     return features
 
@@ -360,13 +447,20 @@ def _numbers(table: Table) -> dict:
 # --- packaging a fitted model ----------------------------------------------------------------
 
 def package(model_path: Path, csv_path: Path, target: str, output: Path,
-            name: str | None = None) -> dict:
+            name: str | None = None, holdout: bool = True, units: dict | None = None) -> dict:
     """Write a fitted model with a sidecar read from the CSV: the column types, ranges and
-    categories, and the model's scores on the CSV's rows. An XGBoost or LightGBM model (a
-    pickle, or a booster's own file) is converted to its library's model format."""
-    table = read_csv(csv_path, target)
+    categories, the model's scores on the CSV's rows (csv_: its training rows, perhaps) and
+    (holdout) those of a copy refitted on 80% of them, on the other 20%. An XGBoost or
+    LightGBM model (a pickle, or a booster's own file) is converted to its library's model
+    format."""
+    table = read_csv(csv_path, target, units)
     if model_path.suffix.lower() in convert.BOOSTER_FILES:
-        return _package_booster_file(model_path, table, csv_path, target, output, name)
+        metadata = _package_booster_file(model_path, table, csv_path, target, output, name)
+        if holdout:
+            print("train.py: no holdout_ metrics: a booster file holds no parameters to refit "
+                  "a copy with; package the fitted estimator's pickle for them",
+                  file=sys.stderr)
+        return metadata
     fitted = _read_fitted(model_path)
     try:
         served, versions = convert.convert(fitted)
@@ -387,16 +481,31 @@ def package(model_path: Path, csv_path: Path, target: str, output: Path,
             f"{e}); fit it on df.drop(columns=[{target!r}]) of the CSV read by pandas, or on "
             f"its .to_numpy(dtype=object)") from None
     metrics = {f"csv_{k}": v for k, v in scores(*answers, y, task, classes).items()}
+    if holdout:
+        metrics = {**_refitted_holdout(fitted, X, y, task, classes, table), **metrics}
     output.parent.mkdir(parents=True, exist_ok=True)
     copied = served is fitted
     if copied and output.resolve() != model_path.resolve():
         shutil.copyfile(model_path, output)
     metadata = _write(served, output, name=name or csv_path.stem, task=task, target=target,
-                      classes=classes, features=features_of(table), rows=table.rows,
-                      numbers=_numbers(table), metrics=metrics, dump=not copied,
+                      classes=classes, features=features_of(table), table=table,
+                      metrics=metrics, dump=not copied,
                       libraries=versions, fitted=fitted)
     _check_loads(output)
     return metadata
+
+
+def _refitted_holdout(fitted, X, y, task: str, classes, table: Table) -> dict:
+    """holdout_metrics of a clone of the user's model (its parameters, unfitted), or {} with
+    the reason printed where it cannot be refitted from the CSV alone."""
+    try:
+        with _fitting(table), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return holdout_metrics(fitted, X, y, task, classes)
+    except Exception as e:  # whatever the user's model raises when refitted without us
+        print(f"train.py: no holdout_ metrics: a copy of the model could not be refitted "
+              f"on 80% of the CSV ({type(e).__name__}: {_first_line(e)})", file=sys.stderr)
+        return {}
 
 
 def _frame(table: Table, X: np.ndarray):
@@ -452,8 +561,8 @@ def _package_booster_file(model_path: Path, table, csv_path: Path, target: str, 
     task, classes, y = _fitted_target(classes_, table.target)
     features = features_of(table)
     metadata = _write(booster, output, name=name or csv_path.stem, task=task, target=target,
-                      classes=classes, features=features, rows=table.rows,
-                      numbers=_numbers(table), metrics={}, libraries={booster.library: version})
+                      classes=classes, features=features, table=table,
+                      metrics={}, libraries={booster.library: version})
     model = _check_loads(output)
     if model.computed is None:
         raise TrainError(f"the {booster.library} model does not fit the CSV's "
@@ -478,14 +587,29 @@ def _fitted_target(classes_, cells: list) -> tuple:
     if classes_ is None:
         return target_classes(cells, "regression")
     classes = [str(c) for c in classes_.tolist()]
-    labels = [str(int(n)) if n is not None and n == int(n) else c
+    labels = [str(int(n)) if n is not None and math.isfinite(n) and n == int(n) else c
               for c, n in zip(cells, map(_number, cells))] \
         if classes_.dtype.kind in "iuf" else cells
     unknown = sorted(set(labels) - set(classes))
     if unknown:
         raise TrainError(f"the CSV's target has values {unknown[:5]} that are not among the "
-                         f"model's classes {classes}")
+                         f"model's classes {classes[:10]}{_codes_advice(classes_, labels)}")
     return "classification", classes, np.array([classes.index(v) for v in labels])
+
+
+def _codes_advice(classes_, labels: list) -> str:
+    """How to fix labels that are the classes' codes, or classes that are the labels' codes."""
+    codes = list(range(len(classes_)))
+    if classes_.dtype.kind in "iu" and classes_.tolist() == codes:
+        if len(set(labels)) <= len(codes):
+            return (f": the model was fitted on the codes 0..{len(codes) - 1} of its classes; "
+                    f"write those codes in the CSV's target, or refit the model on the "
+                    f"labels themselves (y = the labels, not a LabelEncoder's codes) so that "
+                    f"it answers them")
+    elif all(label.isdigit() for label in labels):
+        return (": the CSV's target holds numbers where the model's classes are labels; "
+                "write the labels in the CSV's target")
+    return ""
 
 
 def _check_columns(fitted, table: Table, target: str):
@@ -502,8 +626,8 @@ def _check_columns(fitted, table: Table, target: str):
 
 # --- writing ---------------------------------------------------------------------------------
 
-def _write(estimator, output: Path, *, name, task, target, classes, features, rows, numbers,
-           metrics, dump=True, libraries=None, fitted=None) -> dict:
+def _write(estimator, output: Path, *, name, task, target, classes, features, table, metrics,
+           dump=True, libraries=None, fitted=None) -> dict:
     """Write the estimator (unless it is there already) and its model.json; `fitted`, if
     given, is what the estimator was converted from (convert.py), and what it describes."""
     if dump:
@@ -512,13 +636,18 @@ def _write(estimator, output: Path, *, name, task, target, classes, features, ro
     metadata = {"name": name, "task": task, "target": target}
     if classes is not None:
         metadata["classes"] = classes
+        # What the estimator's own predict() answers, as MLflow's server answers it.
+        answers = getattr(fitted if fitted is not None else estimator, "classes_", None)
+        metadata["predict_values"] = (np.asarray(answers).tolist() if answers is not None
+                                      else list(range(len(classes))))
     metadata.update({
         "estimator": repr(estimator if fitted is None else fitted),
         "features": features,
-        "training_rows": int(rows),
+        "training_rows": int(table.rows),
+        "left_out_rows": list(table.left_out),
         # Per number, bins across the training range and the training share in each: the
         # reference distribution of drift reports (drift.py, docs/drift.md).
-        "training_distribution": reference(numbers),
+        "training_distribution": reference(_numbers(table)),
         "metrics": metrics,
         "versions": {
             "python": platform.python_version(),
@@ -536,8 +665,9 @@ def _write(estimator, output: Path, *, name, task, target, classes, features, ro
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:12]))
+        prog="train.py", description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:14]))
     parser.add_argument("--csv", type=Path, help="a table with a header row to train on")
     parser.add_argument("--target", help="the CSV column to predict")
     parser.add_argument("--task", choices=("classification", "regression"),
@@ -549,12 +679,28 @@ def main(argv=None):
     parser.add_argument("--model", type=Path,
                         help="a fitted model to package: a joblib.dump pickle, or an XGBoost "
                              "(.json, .ubj) or LightGBM (.txt) booster's save_model file")
+    parser.add_argument("--unit", action="append", default=[], metavar="COLUMN=UNIT",
+                        help="a number column's unit, shown in forms, messages and the CLI "
+                             "(repeat for more: --unit weight=kg --unit height=cm)")
+    parser.add_argument("--no-holdout", action="store_true",
+                        help="with --model: skip refitting a copy on 80%% of the CSV to score "
+                             "it on the rest (holdout_ metrics)")
     parser.add_argument("--output", type=Path,
                         help="where to write the model (default: model.joblib beside this "
                              "file for iris, else the CSV's stem + .joblib here)")
     args = parser.parse_args(argv)
     if (args.csv is None) != (args.target is None):
         parser.error("--csv and --target go together")
+    if args.target is not None and not args.target.strip():
+        parser.error("--target is empty: it names the CSV column to predict (make model: "
+                     "TARGET=COLUMN)")
+    if args.no_holdout and not args.model:
+        parser.error("--no-holdout goes with --model")
+    units = dict(unit.partition("=")[::2] for unit in args.unit)
+    if args.unit and args.csv is None:
+        parser.error("--unit needs --csv and --target")
+    if any(not column.strip() or not unit.strip() for column, unit in units.items()):
+        parser.error("--unit takes COLUMN=UNIT, such as --unit weight=kg")
     if args.csv is None and (args.model or args.task or args.name):
         parser.error("--model, --task and --name need --csv and --target")
     if args.model and args.task:
@@ -570,16 +716,31 @@ def main(argv=None):
         else:
             output = args.output or Path(args.csv.stem + ".joblib")
             if args.model:
-                metadata = package(args.model, args.csv, args.target, output, args.name)
+                metadata = package(args.model, args.csv, args.target, output, args.name,
+                                   holdout=not args.no_holdout, units=units)
             else:
                 metadata = train_csv(args.csv, args.target, output, args.task, args.name,
-                                     args.estimator or LINEAR)
+                                     args.estimator or LINEAR, units)
     except TrainError as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # writing the output: a directory, a disk full, no permission
+        print(f"train.py: cannot write {e.filename or output}: {e.strerror}", file=sys.stderr)
+        return 2
+    for left_out in metadata["left_out_rows"]:
+        lines = ", ".join(map(str, left_out["lines"]))
+        more = ", ..." if left_out["rows"] > len(left_out["lines"]) else ""
+        print(f"train.py: left out {left_out['rows']} rows: {left_out['reason']} "
+              f"(lines {lines}{more})", file=sys.stderr)
     print(f"wrote {output} and {sidecar_path(output)}: {metadata['name']}, "
           f"{metadata['task']} of {metadata['target']}")
     print("metrics: " + ", ".join(f"{k} {v}" for k, v in metadata["metrics"].items()))
+    if any(key.startswith("csv_") for key in metadata["metrics"]):
+        note = ("csv_: scored on the CSV's own rows, the model's training rows if it was "
+                "fitted on them, so not a held-out score")
+        if any(key.startswith("holdout_") for key in metadata["metrics"]):
+            note += "; holdout_: a copy refitted on 80% of them, scored on the other 20%"
+        print(f"({note})")
     return 0
 
 

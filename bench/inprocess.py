@@ -113,7 +113,7 @@ def measure(seconds: float) -> dict:
         "predict": lambda: served.predict(batch.X, True),
         "answer": lambda: answer(batch, served),
         "respond": lambda: json_response(answer(batch, served)),
-        "log": lambda: logs.request("POST", 200, time.perf_counter(), "native", 1, "", "44",
+        "log": lambda: logs.request("POST", 200, time.perf_counter(), "native", "INFO", 1, "", "44",
                                     200),
     }
     timed = {name: per_call_us(repeat(fn), seconds) for name, fn in stages.items()}

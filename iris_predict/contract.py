@@ -250,7 +250,9 @@ class _Contract:
         }
 
     def mlflow_invocations(self) -> dict:
-        answer = ref("ClassIndex") if self.s.classifier else {"type": "number"}
+        values = self.s.predict_values
+        answer = {"enum": list(values)} if values else ref("ClassIndex") if self.s.classifier \
+            else {"type": "number"}
         error = ref("MlflowError", "responses")
         return {
             "operationId": "mlflowInvocations",
@@ -259,8 +261,10 @@ class _Contract:
                 "application/json": {"schema": ref("MlflowRequest")},
                 "text/csv": {"schema": ref("CsvTable")}}},
             "responses": {
-                "200": {"description": "One class index per row, in order." if self.s.classifier
-                        else "One predicted value per row, in order.",
+                "200": {"description": "What the model's own predict() answers, one per row, "
+                                       "in order: " + ("its class labels." if values else
+                                                       "the class index." if self.s.classifier
+                                                       else "the predicted value."),
                         "headers": {"X-Content-Type-Options": NOSNIFF},
                         "content": {"application/json": {"schema": {
                             "type": "object", "required": ["predictions"],
@@ -627,7 +631,8 @@ class _Contract:
     def mlflow(self) -> dict:
         s = self.s
         columns = [{"const": list(s.names)}] + ([{"const": list(s.aliases)}] if s.aliases else [])
-        rows = [ref("Row"), ref("RowByName")] + ([ref("RowByAlias")] if s.aliases else [])
+        rows = [ref("Row"), ref("MlflowRecordByName")] + (
+            [ref("MlflowRecordByAlias")] if s.aliases else [])
         params = ref("MlflowParams")
 
         def one_of(field: str, schema: dict) -> dict:
@@ -657,6 +662,13 @@ class _Contract:
                     one_of("inputs", records)]},
             "Records": {"type": "array", "minItems": 1, "maxItems": self.rows,
                         "items": {"anyOf": rows}},
+            # Other columns are ignored, as MLflow ignores inputs its signature does not name.
+            **{f"MlflowRecordBy{form}": {**self._row_object(
+                names, f"A row by the features' {words}; other columns are ignored (one named "
+                       f"like a feature is refused, naming it)."), "additionalProperties": True}
+               for form, names, words in (("Name", s.names, "names"),
+                                          ("Alias", s.aliases, "short names"))
+               if names},
             "MlflowParams": {"type": "object", "maxProperties": 0},
         }
 

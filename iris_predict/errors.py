@@ -12,6 +12,8 @@ class RequestError(Exception):
     """A request the function will not answer as asked."""
 
     status = 400
+    # Its request's log line's: a client's mistake is worth a look, not a page.
+    severity = "WARNING"
     headers: dict = {}  # extra response headers the refusal calls for
     body_read = False  # refused after the body's last byte was read: nothing left to drain
 
@@ -52,6 +54,7 @@ class ModelLoading(RequestError):
     """The model is still loading: a readiness probe's "not yet", safe to show as it is."""
 
     status = 503
+    severity = "INFO"  # expected at every start: the probe asks until it is ready
 
 
 class ModelUnavailable(RequestError):
@@ -60,3 +63,4 @@ class ModelUnavailable(RequestError):
 
     status = 503
     CLIENT_MESSAGE = "the model is unavailable; see the function's logs"
+    severity = "ERROR"  # the instance cannot serve at all

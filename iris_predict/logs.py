@@ -100,11 +100,12 @@ def _write_turn(fd: int):
     os.write(fd, lines)
 
 
-def request(method: str, status: int, started: float, protocol: str,
+def request(method: str, status: int, started: float, protocol: str, severity: str = "INFO",
             rows: int | None = None, reason: str = "", request_bytes: str | None = None,
             response_bytes: int | None = None,
             trace_header: str | None = None, exc_info=None):
-    """Log one answered request; `started` is its time.perf_counter() at arrival."""
+    """Log one answered request; `started` is its time.perf_counter() at arrival, and
+    `severity` the refusal's (errors.py), ERROR for a bug of ours."""
     latency = time.perf_counter() - started
     http = {"requestMethod": method, "status": status, "latency": f"{latency:.6f}s"}
     # LogEntry's HttpRequest holds sizes as int64 strings; unknown sizes stay out.
@@ -112,7 +113,6 @@ def request(method: str, status: int, started: float, protocol: str,
         http["requestSize"] = str(request_bytes)
     if response_bytes is not None:
         http["responseSize"] = str(response_bytes)
-    severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
     message = f"{method} {status}: {redact(reason)}" if reason else f"{method} {status}"
     if exc_info:  # Error Reporting reads the stack trace from the message
         message += "\n" + logging.Formatter().formatException(exc_info)

@@ -282,6 +282,7 @@ def test_cli_takes_the_features_as_options(served):
         if value is not None:
             # The documented rule: each run of other characters than letters and digits is "-".
             args += ["--" + re.sub(r"[^0-9A-Za-z]+", "-", name).strip("-"), str(value)]
+            assert name.isascii()  # test_cli has the rule for other letters
     done = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True,
                           text=True, env={"MODEL_PATH": str(served.path), "PATH": "/usr/bin"})
     assert done.returncode == 0, done.stderr

@@ -353,7 +353,9 @@ def test_why_bars_of_two_answers_say_their_scale_and_baseline(page, site, shop):
         np.testing.assert_allclose(widths[-1], np.abs(pulls), atol=scale * 0.01)
         means = load_iris().data.mean(axis=0)
         for (row, _, _), name, x, mean in zip(bars, flower, flower.values(), means):
-            expect(row.locator(".why-base")).to_have_text(f"{x:g} cm vs average {mean:.3g} cm")
+            # The mean at the data's precision: iris is measured to 1 mm.
+            expect(row.locator(".why-base")).to_have_text(
+                f"{x:g} cm vs average {round(mean, 1):g} cm")
     expect(page.locator("#why-help")).to_contain_text("the average training row")
     assert scales[0] != scales[1]  # each answer states its own scale
     screenshot(page, "why-versicolor")
@@ -509,3 +511,51 @@ def test_the_page_follows_any_model(page, site, other):
     if trees:  # measured from the expected score, not from each feature's mean
         expect(page.locator("#why .why-base").first).not_to_contain_text("vs average")
     screenshot(page, f"model-{model}")
+
+
+@pytest.fixture(scope="module")
+def cars(tmp_path_factory):
+    """A table of the kind users bring: whole-number years, weights in kg (a unit given to
+    train.py), a text category; served."""
+    import train
+    from tests.models import write_csv
+    directory = tmp_path_factory.mktemp("cars")
+    rows = [[1970 + i % 13, round(1500 + 37.5 * (i % 17), 1), ("usa", "usa", "japan")[i % 3],
+             round(30 - (i % 13) * 0.4 - (i % 17) * 0.3, 1)] for i in range(130)]
+    csv = write_csv(directory / "cars.csv", ["year", "weight", "origin", "mpg"], rows)
+    model = directory / "cars.joblib"
+    assert train.main(["--csv", str(csv), "--target", "mpg", "--unit", "weight=kg",
+                       "--output", str(model)]) == 0
+    with FunctionServer(env={"MODEL_PATH": str(model)}) as server:
+        yield server, np.array([row[:3] for row in rows], dtype=object)
+
+
+def test_the_form_keeps_the_datas_precision_and_units(page, site, cars):
+    """A year's mean of 1976 reads 1976 (not 1980 or 2000: significant figures); a range
+    carries its unit; a category shows its most common value as a placeholder."""
+    server, rows = cars
+    open_page(page, site, server.url)
+    years, weights = rows[:, 0].astype(float), rows[:, 1].astype(float)
+    year = page.get_by_label("Year", exact=True)
+    assert years.mean() == 1976
+    expect(year).to_have_attribute("placeholder", "e.g. 1976")
+    expect(year).to_have_accessible_description("Training data: 1970–1982")
+    weight = page.get_by_label("Weight (kg)", exact=True)
+    expect(weight).to_have_accessible_description(
+        f"Training data: {weights.min():g}–{weights.max():g} kg")
+    expect(weight).to_have_attribute("placeholder", f"e.g. {round(weights.mean(), 1):g} kg")
+    expect(page.get_by_label("Origin", exact=True)).to_have_attribute("placeholder", "e.g. usa")
+
+
+def test_every_refused_field_is_named(page, site, cars):
+    server, _ = cars
+    open_page(page, site, server.url)
+    page.get_by_label("Weight (kg)", exact=True).fill("heavy")
+    page.get_by_role("button", name="Predict mpg").click()
+    alert = page.get_by_role("alert")
+    for words in ("Enter the year.", 'The weight is not a number: "heavy".',
+                  "Enter the origin."):
+        expect(alert).to_contain_text(words)
+    for name in ("year", "weight", "origin"):
+        expect(page.locator(f"input[name={name}]")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("input[name=year]")).to_be_focused()  # the first of them

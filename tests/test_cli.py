@@ -6,12 +6,14 @@ import sys
 
 import pytest
 
+import train
 from harness import ROOT
+from tests.models import write_csv
 
 
-def run(*args):
+def run(*args, env=None):
     return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
 
 
 def test_prints_the_class():
@@ -37,3 +39,18 @@ def test_out_of_range_value_warns_on_stderr():
 def test_bad_values_are_refused_like_the_api(value, words):
     done = run("--sl", value, "--sw", "3.5", "--pl", "1.4", "--pw", "0.2")
     assert done.returncode == 2 and words in done.stderr and done.stdout == ""
+
+
+def test_names_beyond_ascii_keep_their_letters(tmp_path):
+    """A column "Accélération 0–60" is --Accélération-0-60: argparse takes any letters."""
+    rows = [[7.5 + i % 5, ("lourd", "léger")[i % 2], ("rapide", "lente")[i % 5 > 1]]
+            for i in range(40)]
+    header = ["Accélération 0–60", "Größe_Klasse", "allure"]
+    csv = write_csv(tmp_path / "voitures.csv", header, rows)
+    model = tmp_path / "voitures.joblib"
+    assert train.main(["--csv", str(csv), "--target", "allure", "--output", str(model)]) == 0
+    env = {"MODEL_PATH": str(model), "PATH": "/usr/bin"}
+    done = run("--help", env=env)
+    assert "--Accélération-0-60" in done.stdout and "--Größe-Klasse" in done.stdout
+    done = run("--Accélération-0-60", "8.0", "--Größe-Klasse", "léger", env=env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "rapide\n", "")

@@ -103,9 +103,10 @@ def test_the_poison_works_with_plain_joblib(case, tmp_path):
 def test_poisoned_model_is_refused_naming_the_global(case, tmp_path):
     poison, refused = POISONS[case]
     model, sentinel = _poisoned(tmp_path, poison)
-    with pytest.raises(ModelUnavailable, match=f"refused global {re.escape(refused)}"):
+    with pytest.raises(ModelUnavailable, match=f"refused global {re.escape(refused)}") as e:
         artifact.load(model)
     assert not sentinel.exists()
+    assert "nearest served" not in e.value.message  # no estimator to suggest instead
 
 
 def test_poisoned_model_gets_503_from_the_live_function(tmp_path):

@@ -119,6 +119,41 @@ def test_unavailable_model_is_an_error_with_its_cause_once(tmp_path):
     assert "gone.json is missing" in causes[0]["message"]
 
 
+SLOW_SOURCE = '''
+"""main.py with a model that takes seconds to load, to see how probes meanwhile are logged."""
+import time
+
+from iris_predict.model import artifact
+from main import predict
+
+_load = artifact.load
+
+
+def _slow_load(path):
+    time.sleep(3)  # longer than a loaded machine takes from listening to the first probe
+    return _load(path)
+
+
+artifact.load = _slow_load
+'''
+
+
+def test_a_probe_while_the_model_loads_is_not_an_error(tmp_path):
+    """/ping's 503 before the model is loaded is every start's "not yet": INFO, as its 200
+    after; WARNING is for clients' mistakes, ERROR for what stops the function serving."""
+    source = tmp_path / "slow.py"
+    source.write_text(SLOW_SOURCE)
+    with FunctionServer(source=source) as server:
+        statuses = [server.call("GET", path="/ping").status]
+        while statuses[-1] != 200:
+            time.sleep(0.1)
+            statuses.append(server.call("GET", path="/ping").status)
+        lines = _request_lines(server, len(statuses))
+    assert statuses[0] == 503 and set(statuses) == {503, 200}
+    assert [(e["httpRequest"]["status"], e["severity"]) for e in lines] == [
+        (status, "INFO") for status in statuses]
+
+
 BROKEN_SOURCE = '''
 """main.py with a model that raises a bug of ours, to see how a 500 is logged."""
 from iris_predict.model import served as model

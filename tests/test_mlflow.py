@@ -65,6 +65,21 @@ def test_columns_in_another_order(live, estimator):
     assert reply.json()["predictions"] == estimator.predict(df.to_numpy()).tolist()
 
 
+@pytest.mark.parametrize("body", [
+    lambda df: {"dataframe_split": df.to_dict(orient="split")},
+    lambda df: {"dataframe_records": df.to_dict(orient="records")},
+    lambda df: {"inputs": df.to_dict(orient="list")},
+], ids=["dataframe_split", "dataframe_records", "inputs as columns"])
+def test_columns_besides_the_features_are_ignored_as_mlflow_ignores_them(live, estimator,
+                                                                         body):
+    """MLflow's schema enforcement drops inputs its signature does not name (and logs a
+    warning); so does /invocations, for a DataFrame that carries an ID column, say."""
+    df = frame(LONG)
+    reply = invoke(live, body(df.assign(customer_id=range(len(df)), region="north")))
+    assert reply.status == 200, reply.body
+    assert reply.json() == {"predictions": estimator.predict(df.to_numpy()).tolist()}
+
+
 def test_csv_as_pandas_writes_it(live, estimator):
     df = frame(LONG)
     reply = live.call("POST", df.to_csv(index=False), {"Content-Type": "text/csv"},
@@ -91,7 +106,9 @@ def test_not_exactly_one_format_is_a_400_that_says_which(live, body, found):
     ({"dataframe_records": [{"sl": 5.1, "sw": 3.5, "pl": 1.4}]},
      "dataframe_records[0] is missing pw"),
     ({"dataframe_split": {"columns": ["sl", "sw", "pl", "x"], "data": [[1, 2, 3, 4]]}},
-     'unknown field "x"'),
+     "dataframe_split[0] is missing pw"),  # x is ignored, as MLflow ignores it
+    ({"dataframe_records": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4,
+                             "petal_widht": 0.2}]}, '(did you mean "petal_width"?)'),
     ({"dataframe_split": {"columns": LONG, "data": [[1, 2, 3]]}},
      "dataframe_split.data[0] must be an array of 4 values"),
     ({"instances": [[5.1, 3.5, 1.4, -1]]}, "instances[0][3] (petal_width) must be a number"),
@@ -130,3 +147,39 @@ def test_without_a_model_ping_is_503(tmp_path):
             assert reply.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
         reply = broken.call("POST", {"instances": [[5.1, 3.5, 1.4, 0.2]]}, path="/invocations")
         assert reply.status == 503 and reply.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+
+
+@pytest.mark.parametrize("labels", [None, (2, 10, 30)], ids=["strings", "numbers"])
+def test_a_model_fitted_on_labels_is_answered_its_labels(tmp_path, labels):
+    """MLflow's server answers a scikit-learn classifier with its own predict(): for a model
+    fitted on the labels themselves (strings, or numbers other than 0..k-1), the labels."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    import train
+    from tests.models import garden_csv, read_back, write_csv
+    csv, target = garden_csv(tmp_path, "kind")
+    rows, y = read_back(csv, target)
+    if labels is not None:  # the same table, its kinds written as numbers
+        y = [labels[sorted(set(y)).index(v)] for v in y]
+        cells = [[None if isinstance(v, float) and v != v else v for v in row] + [t]
+                 for row, t in zip(rows.tolist(), y)]
+        csv = write_csv(tmp_path / "numbered.csv", ["height", "colour", "soil", "width", target],
+                        cells)
+    fitted = Pipeline([("columns", ColumnTransformer([
+        ("numbers", "passthrough", [0, 3]),
+        ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+         [1, 2])])), ("model", RandomForestClassifier(10, random_state=0))]).fit(rows, y)
+    joblib.dump(fitted, tmp_path / "fitted.joblib")
+    model = tmp_path / "served.joblib"
+    assert train.main(["--model", str(tmp_path / "fitted.joblib"), "--csv", str(csv),
+                       "--target", target, "--output", str(model), "--no-holdout"]) == 0
+    records = [{name: (None if isinstance(v, float) and v != v else v)
+                for name, v in zip(["height", "colour", "soil", "width"], row)}
+               for row in rows[:40].tolist()]
+    with FunctionServer(env={"MODEL_PATH": str(model)}) as server:
+        reply = invoke(server, {"dataframe_records": records})
+    assert reply.status == 200, reply.body
+    assert reply.json()["predictions"] == fitted.predict(rows[:40]).tolist()

@@ -9,7 +9,9 @@ it: numbers, and category codes computed here from model.json.
 
 import json
 import math
+import contextlib
 import subprocess
+import warnings
 
 import joblib
 import numpy as np
@@ -17,16 +19,16 @@ import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_iris
-from sklearn.ensemble import (ExtraTreesClassifier, GradientBoostingClassifier,
+from sklearn.ensemble import (AdaBoostRegressor, ExtraTreesClassifier, GradientBoostingClassifier,
                               GradientBoostingRegressor, HistGradientBoostingClassifier,
                               HistGradientBoostingRegressor, RandomForestClassifier,
                               RandomForestRegressor)
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.svm import SVC, SVR
+from sklearn.svm import SVC, SVR, LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import train
@@ -302,10 +304,13 @@ def test_packaged_estimators_answer_as_scikit_learn(tmp_path, final, target):
         assert meta["classes"] == sorted(KINDS)  # the estimator's classes_, as strings
         assert [meta["classes"][k] for k in labels] == fitted.predict(rows).tolist()
         assert np.array_equal(proba, fitted.predict_proba(rows))
-        assert set(meta["metrics"]) == {"csv_accuracy", "csv_log_loss", "csv_rows"}
+        assert set(meta["metrics"]) == {"csv_accuracy", "csv_log_loss", "csv_rows",
+                                        "holdout_accuracy", "holdout_log_loss", "holdout_rows"}
     else:
         assert np.array_equal(labels, fitted.predict(rows)) and proba is None
-        assert set(meta["metrics"]) == {"csv_r2", "csv_mae", "csv_rmse", "csv_rows"}
+        assert set(meta["metrics"]) == {"csv_r2", "csv_mae", "csv_rmse", "csv_rows",
+                                        "holdout_r2", "holdout_mae", "holdout_rmse",
+                                        "holdout_rows"}
 
 
 def test_a_packaged_linear_pipeline_is_served_by_numpy(tmp_path):
@@ -336,13 +341,28 @@ def _refusal(tmp_path, capsys, fitted, csv, target):
     return capsys.readouterr().err
 
 
-def test_packaging_refuses_an_estimator_off_the_allowlist_naming_it(tmp_path, capsys):
-    csv, target, rows, y = _garden(tmp_path)
-    fitted = _encoded_pipeline(MLPClassifier(max_iter=5, random_state=0))
-    with pytest.warns(Warning):
-        fitted.fit(rows, y)
+@pytest.mark.parametrize("final, refused, nearest", [
+    (MLPClassifier(max_iter=5, random_state=0),
+     "sklearn.neural_network._multilayer_perceptron.MLPClassifier", "Classifier"),
+    (LinearSVC(), "sklearn.svm._classes.LinearSVC", "SVC"),
+    (SGDClassifier(random_state=0), "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+     "LogisticRegression"),
+    (AdaBoostRegressor(n_estimators=3, random_state=0),
+     "sklearn.ensemble._weight_boosting.AdaBoostRegressor", "Regressor"),
+], ids=lambda v: type(v).__name__ if not isinstance(v, str) else None)
+def test_packaging_refuses_an_estimator_off_the_allowlist_naming_it(tmp_path, capsys, final,
+                                                                    refused, nearest):
+    """The refused class by name, and the served one nearest to it, of its own kind."""
+    target = "yield" if "Regressor" in refused else "kind"
+    csv, target, rows, y = _garden(tmp_path, target)
+    fitted = _encoded_pipeline(final)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a few iterations: not converged
+        fitted.fit(rows, y if target == "kind" else np.array(y, float))
     err = _refusal(tmp_path, capsys, fitted, csv, target)
-    assert "refused global sklearn.neural_network._multilayer_perceptron.MLPClassifier" in err
+    assert f"refused global {refused}: not in the allowlist" in err
+    first = err.split("the nearest served: ")[1].split(",")[0]
+    assert first.endswith(nearest), err
 
 
 def test_packaging_refuses_a_model_of_other_columns(tmp_path, capsys):
@@ -413,11 +433,171 @@ def test_unreadable_tables_are_refused_with_a_reason(tmp_path, capsys, header, r
     assert message in capsys.readouterr().err
 
 
+def _rows(count, *columns):
+    """count rows of the columns' functions of the row's index."""
+    return [[column(i) for column in columns] for i in range(count)]
+
+
+def _table(header, rows):
+    return lambda tmp_path: write_csv(tmp_path / "t.csv", header, rows)
+
+
+def _cells(text: str):
+    def write(tmp_path):
+        (tmp_path / "t.csv").write_bytes(text.encode("latin-1"))
+        return tmp_path / "t.csv"
+    return write
+
+
+SPREAD = lambda i: round(math.sin(i) * 7, 3)  # noqa: E731 (a column: numbers, not classes)
+KIND = lambda i: "ab"[i % 2]  # noqa: E731
+GOOD = _table(["x", "y"], _rows(40, SPREAD, KIND))
+
+# (id, the CSV, the options after --csv, what the one line must say)
+BAD_RUNS = [
+    ("continuous target as classes", _table(["x", "mpg"], _rows(40, KIND, SPREAD)),
+     ["--target", "mpg", "--task", "classification"],
+     "mpg has 40 distinct values, not all whole numbers ('5.89'): a quantity, to be "
+     "predicted with --task regression"),
+    ("an identifier as the target", _table(["x", "name"], _rows(40, SPREAD, lambda i: f"car{i}")),
+     ["--target", "name"], "name has 40 distinct values in 40 rows, too many to learn as classes"),
+    ("numbers that overflow scaling", _table(["x", "y"], _rows(40, lambda i: (-1e308, 1e308)[
+        i % 2], KIND)), ["--target", "y"], "x has numbers beyond ±1e+150"),
+    ("an infinite feature", _table(["x", "y"], _rows(40, lambda i: "inf" if i == 4 else i, KIND)),
+     ["--target", "y"], "column 'x' of"),
+    ("an infinite target", _table(["x", "y"], _rows(40, KIND, lambda i: "-inf" if i == 9 else i)),
+     ["--target", "y", "--task", "regression"], "y has '-inf': a target must be finite"),
+    ("a target in another case", GOOD, ["--target", "Y"], "(did you mean 'y'?)"),
+    ("an empty target", GOOD, ["--target", ""], "--target is empty"),
+    ("an output that is a directory", GOOD, ["--target", "y", "--output", "."],
+     ": Is a directory"),
+    ("an output under a file", GOOD, ["--target", "y", "--output", "t.csv/m.joblib"],
+     "cannot write"),
+    ("not UTF-8", _cells("x,y\n" + "\xe9,a\n" * 20), ["--target", "y"], "cannot read"),
+    ("an unreadable booster file", GOOD, ["--target", "y", "--model", "t.json"],
+     "xgboost cannot read"),
+    ("a model file that is missing", GOOD, ["--target", "y", "--model", "gone.joblib"],
+     "cannot read"),
+    ("a model file that is not a pickle", GOOD, ["--target", "y", "--model", "t.csv"],
+     "is not a plain joblib pickle"),
+    ("holdout without a model", GOOD, ["--target", "y", "--no-holdout"],
+     "--no-holdout goes with --model"),
+    ("a unit of no column", GOOD, ["--target", "y", "--unit", "X=kg"],
+     "has no feature column 'X' (did you mean 'x'?)"),
+    ("a unit of a category", _table(["x", "c", "y"], _rows(40, SPREAD, KIND, KIND)),
+     ["--target", "y", "--unit", "c=kg"], "'c' is a category, which has no unit"),
+    ("a unit without its column", GOOD, ["--target", "y", "--unit", "kg"],
+     "--unit takes COLUMN=UNIT"),
+]
+
+
+@pytest.mark.parametrize("write, options, message", [case[1:] for case in BAD_RUNS],
+                         ids=[case[0] for case in BAD_RUNS])
+def test_bad_tables_and_options_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, write,
+                                                        options, message):
+    """No traceback: one line that says what is wrong (argparse's own errors: its usage,
+    then one line), exit 2, and nothing written."""
+    csv = write(tmp_path)
+    (tmp_path / "t.json").write_text('{"learner": 3}')  # a booster's file, damaged
+    monkeypatch.chdir(tmp_path)
+    options = [*options, *([] if "--output" in options else ["--output", "m.joblib"])]
+    argparse_refuses = options[1] == "" or "--no-holdout" in options or "kg" in options
+    with pytest.raises(SystemExit) if argparse_refuses else contextlib.nullcontext():
+        assert train.main(["--csv", str(csv), *options]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert message in lines[-1], err
+    assert len(lines) == 1 or lines[-1].startswith("train.py: error:"), err
+    assert not (tmp_path / "m.joblib").exists() and not (tmp_path / "m.json").exists()
+
+
+def test_units_and_decimals_are_recorded(tmp_path):
+    """--unit names a number's unit; decimals are the most its cells were written with."""
+    rows = _rows(40, lambda i: f"{1970 + i % 13}", lambda i: f"{1500 + 37.5 * i:.1f}", KIND)
+    rows[3][1] = "1.5e3"  # 1500: no decimals
+    csv = write_csv(tmp_path / "t.csv", ["year", "weight", "y"], rows)
+    assert train.main(["--csv", str(csv), "--target", "y", "--unit", "weight=kg",
+                       "--output", str(tmp_path / "m.joblib")]) == 0
+    year, weight = json.loads((tmp_path / "m.json").read_text())["features"]
+    assert (year["decimals"], "unit" in year) == (0, False)
+    assert (weight["decimals"], weight["unit"]) == (1, "kg")
+
+
+def test_rows_left_out_are_printed_and_recorded(tmp_path, capsys):
+    """Rows without a target: counted, their lines named, in model.json and on stderr."""
+    rows = _rows(40, SPREAD, lambda i: "" if i in (3, 17) else KIND(i))
+    rows[5][0] = "nan"  # pandas' missing number: missing, not text
+    csv = write_csv(tmp_path / "t.csv", ["x", "y"], rows)
+    assert train.main(["--csv", str(csv), "--target", "y",
+                       "--output", str(tmp_path / "m.joblib")]) == 0
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["left_out_rows"] == [{"reason": "the target is missing", "rows": 2,
+                                      "lines": [5, 19]}]  # the header is line 1
+    assert meta["training_rows"] == 38
+    assert meta["features"][0]["type"] == "number" and meta["features"][0]["missing"]
+    assert "left out 2 rows: the target is missing (lines 5, 19)" in capsys.readouterr().err
+
+
+def test_a_class_of_one_row_is_held_out_without_a_crash(tmp_path):
+    """The 80% may lack a class: its probability is 0 there, and the log loss is scored."""
+    kinds = ["a", "b"] * 20 + ["c"]
+    csv = write_csv(tmp_path / "t.csv", ["x", "y"], _rows(41, SPREAD, kinds.__getitem__))
+    assert train.main(["--csv", str(csv), "--target", "y",
+                       "--output", str(tmp_path / "m.joblib")]) == 0
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["classes"] == ["a", "b", "c"] and meta["metrics"]["holdout_rows"] == 9
+
+
+def test_packaging_scores_a_refitted_copy_on_held_out_rows(tmp_path, capsys):
+    """csv_ scores the model on the CSV's rows (here its training rows: a perfect score that
+    means nothing), holdout_ a clone fitted on train.py's 80% on the other 20%."""
+    from sklearn.base import clone
+    from sklearn.model_selection import train_test_split
+    csv, target, rows, y = _garden(tmp_path)
+    fitted = _encoded_pipeline(DecisionTreeClassifier(random_state=0)).fit(rows, y)
+    joblib.dump(fitted, tmp_path / "fitted.joblib")
+    args = ["--model", str(tmp_path / "fitted.joblib"), "--csv", str(csv), "--target", target,
+            "--output", str(tmp_path / "out.joblib")]
+    assert train.main(args) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "out.json").read_text())["metrics"]
+    assert metrics["csv_accuracy"] == 1.0  # a tree grown to purity on these very rows
+    codes = np.searchsorted(sorted(KINDS), y)
+    X_train, X_test, y_train, y_test = train_test_split(
+        rows, codes, test_size=0.2, stratify=codes, random_state=train.SEED)
+    held_out = clone(fitted).fit(X_train, y_train).score(X_test, y_test)
+    assert metrics["holdout_accuracy"] == pytest.approx(held_out, abs=1e-6)
+    assert held_out < 0.95
+    assert "not a held-out score" in out
+    assert train.main([*args, "--no-holdout"]) == 0
+    metrics = json.loads((tmp_path / "out.json").read_text())["metrics"]
+    assert not any(key.startswith("holdout_") for key in metrics)
+
+
+@pytest.mark.parametrize("labels, fitted_on, advice", [
+    (KINDS, "codes", "the model was fitted on the codes 0..2 of its classes"),
+    (("0", "1", "2"), "labels", "the CSV's target holds numbers where the model's classes"),
+])
+def test_labels_and_codes_that_do_not_match_say_how_to_fix_them(tmp_path, capsys, labels,
+                                                                 fitted_on, advice):
+    csv, target, rows, y = _garden(tmp_path)
+    codes = np.searchsorted(sorted(KINDS), y)
+    csv = write_csv(tmp_path / "coded.csv", ["height", "colour", "soil", "width", "kind"], [
+        [*row, labels[code]] for row, code in zip(
+            [[None if isinstance(v, float) and math.isnan(v) else v for v in r]
+             for r in rows.tolist()], codes)])
+    fitted = _encoded_pipeline(DecisionTreeClassifier(random_state=0)).fit(
+        rows, codes if fitted_on == "codes" else np.array(sorted(KINDS))[codes])
+    err = _refusal(tmp_path, capsys, fitted, csv, target)
+    assert "that are not among the model's classes" in err and advice in err
+
+
 def test_a_text_target_cannot_be_regressed(tmp_path, capsys):
     csv = write_csv(tmp_path / "t.csv", ["a", "t"], [[i, "xy"[i % 2]] for i in range(12)])
     assert train.main(["--csv", str(csv), "--target", "t", "--task", "regression",
                        "--output", str(tmp_path / "m.joblib")]) == 2
-    assert "a regression target must be numbers; it has 'x'" in capsys.readouterr().err
+    assert "a regression target must be numbers; t has 'x'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("values, task", [

@@ -144,9 +144,24 @@ function make(tag, className, text) {
   return element;
 }
 
-/** A training statistic to 4 significant digits: 4.3, 0.1107, 152.1. */
-function brief(x) {
-  return String(Number(x.toPrecision(4)));
+/** Decimals to show a feature's statistics with: as many as its training values have
+ * (model.json's "decimals"; else its min's and max's), so that a year's mean of 1976.0
+ * reads 1976, but no more than 5 significant digits of its largest value allow (50.567,
+ * not 50.567087155963). */
+function decimalsOf(feature) {
+  const written = feature.decimals !== undefined ? [feature.decimals]
+    : [feature.min, feature.max].map((x) => {
+      const text = String(x);
+      return text.includes("e") ? 6 : (text.split(".")[1] || "").length;
+    });
+  const largest = Math.max(Math.abs(feature.min), Math.abs(feature.max));
+  const cap = largest > 0 ? Math.max(0, 4 - Math.floor(Math.log10(largest))) : 6;
+  return Math.min(Math.max(...written), cap);
+}
+
+/** A training statistic of the feature, at its data's precision: 5.8, 1976, 0.1107. */
+function brief(x, feature) {
+  return String(Number(x.toFixed(decimalsOf(feature))));
 }
 
 function withUnit(text, unit) {
@@ -195,14 +210,19 @@ function buildForm(meta) {
       choices.append(...categories.map((category) => Object.assign(make("option"),
                                                                    { value: category })));
       input.setAttribute("list", choices.id);
+      // The most common one, as a number's placeholder is its mean.
+      const common = categories.reduce((a, b) => (feature.categories[b] > feature.categories[a]
+        ? b : a));
+      input.placeholder = `e.g. ${common}`;
       hint.textContent = `Seen in training: ${categories.join(", ")}`;
       wrapper.append(choices);
     } else {
       input.inputMode = "decimal";
-      input.placeholder = `e.g. ${Number(feature.mean.toPrecision(2))}`;
+      input.placeholder = `e.g. ${withUnit(brief(feature.mean, feature), feature.unit)}`;
       const bounds = allowed(feature.bounds);
-      hint.textContent = `Training data: ${brief(feature.min)}–${withUnit(brief(feature.max),
-        feature.unit)}` + (bounds ? `; allowed: ${bounds}` : "");
+      hint.textContent = `Training data: ${brief(feature.min, feature)}–` +
+        withUnit(brief(feature.max, feature), feature.unit) +
+        (bounds ? `; allowed: ${bounds}` : "");
     }
     return wrapper;
   }));
@@ -231,32 +251,39 @@ function readNumber(input, name) {
     input.value = text;  // shown as it is read: "5,1" is 5.1, never 51
   }
   if (!NUMBER.test(text)) {
-    throw fieldProblem(input, `The ${name} is not a number: "${input.value.trim()}". ` +
-                       "Use digits and one decimal point or comma, e.g. 5.1 or 5,1.");
+    throw new Problem(`The ${name} is not a number: "${input.value.trim()}". ` +
+                      "Use digits and one decimal point or comma, e.g. 5.1 or 5,1.");
   }
   return Number(text);
 }
 
-function fieldProblem(input, message) {
-  markInvalid([input]);
-  return new Problem(message);
-}
-
-/** The form's values as {feature: value}, or a Problem naming the first bad field. */
+/** The form's values as {feature: value}, or a Problem naming every bad field. */
 function readRow() {
   const row = {};
+  const refused = [];
+  const messages = [];
   for (const input of page.fields.querySelectorAll("input")) {
     const name = label(input.name).toLowerCase();
-    if (input.value.trim() === "") {
-      if (!input.required) {
-        row[input.name] = null;  // missing: the model takes it
-        continue;
+    try {
+      if (input.value.trim() === "") {
+        if (!input.required) {
+          row[input.name] = null;  // missing: the model takes it
+          continue;
+        }
+        const unit = input.dataset.unit ? ` (${input.dataset.unit})` : "";
+        throw new Problem(`Enter the ${name}${unit}.`);
       }
-      const unit = input.dataset.unit ? ` (${input.dataset.unit})` : "";
-      throw fieldProblem(input, `Enter the ${name}${unit}.`);
+      row[input.name] = input.dataset.kind === "category"
+        ? input.value.trim() : readNumber(input, name);
+    } catch (problem) {
+      if (!(problem instanceof Problem)) throw problem;
+      refused.push(input);
+      messages.push(problem.message);
     }
-    row[input.name] = input.dataset.kind === "category"
-      ? input.value.trim() : readNumber(input, name);
+  }
+  if (refused.length) {
+    markInvalid(refused);
+    throw new Problem(messages.join(" "));
   }
   return row;
 }
@@ -362,9 +389,8 @@ function baseline(feature, value, fromAverageRow) {
   if (feature.type === "category") {
     return value === null ? "missing vs the training mix" : `${value} vs the training mix`;
   }
-  const mean = Number(feature.mean.toPrecision(3));
   const given = value === null ? "missing" : withUnit(String(value), feature.unit);
-  return `${given} vs average ${withUnit(String(mean), feature.unit)}`;
+  return `${given} vs average ${withUnit(brief(feature.mean, feature), feature.unit)}`;
 }
 
 /** The words for what the bars are measured from (the answer's measured_from). */

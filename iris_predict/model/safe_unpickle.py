@@ -37,6 +37,7 @@ training run. Serving another estimator means adding its classes here, on
 purpose, after recording what its pickles name.
 """
 
+import difflib
 import io
 import pickle
 
@@ -81,6 +82,33 @@ FALLBACK = {
     ("sklearn.svm._classes", "SVR"),
 }
 ALLOWED = PLAIN | set(STAND_INS) | FALLBACK
+# Allowed classes that are parts of an estimator, never one a user fits.
+PARTS = {"Tree", "KDTree", "BallTree", "EuclideanDistance64", "TreePredictor", "Interval",
+         "Booster"}
+CLASSIFIERS = ("Classifier", "SVC", "LogisticRegression")
+REGRESSORS = ("Regressor", "Regression", "SVR", "Ridge", "Lasso", "ElasticNet")
+SUGGESTED = 3
+
+
+def nearest_served(module: str, name: str) -> list:
+    """The served classes most like a refused one: of its scikit-learn subpackage, or else a
+    classifier for a classifier (a regressor for a regressor), nearest by name first; []
+    for a class that looks like neither (os.system)."""
+    package, kind = tuple(module.split(".")[:2]), _kind(name)
+    served = {(tuple(m.split(".")[:2]), n) for m, n in ALLOWED - PLAIN
+              if m.startswith("sklearn.") and not m.startswith("sklearn._")
+              and n[:1].isupper() and n not in PARTS}
+    near = [(found, n) for found, n in served
+            if found == package and module.startswith("sklearn.")
+            or kind is not None and _kind(n) == kind]
+    near.sort(key=lambda f: (f[0] != package, _kind(f[1]) != kind,
+                             -difflib.SequenceMatcher(None, f[1], name).ratio(), f[1]))
+    return [n for _, n in near[:SUGGESTED]]
+
+
+def _kind(name: str) -> str | None:
+    return ("classifier" if name.endswith(CLASSIFIERS) else
+            "regressor" if name.endswith(REGRESSORS) else None)
 
 
 class RefusedGlobal(pickle.UnpicklingError):
@@ -100,7 +128,9 @@ class AllowlistUnpickler(NumpyUnpickler):
 
     def find_class(self, module, name):
         if (module, name) not in ALLOWED:
-            raise RefusedGlobal(f"refused global {module}.{name}: not in the allowlist")
+            nearest = nearest_served(module, name)
+            raise RefusedGlobal(f"refused global {module}.{name}: not in the allowlist" + (
+                f"; the nearest served: {', '.join(nearest)}" if nearest else ""))
         if self.stand_ins:
             if (module, name) in STAND_INS:
                 return STAND_INS[module, name]

@@ -75,6 +75,9 @@ class Signature:
     task: str
     target: str
     classes: tuple | None          # classification: class k is classes[k]
+    # What the estimator's own predict() answers for class k (its classes_: labels, or
+    # numbers); None where that is k itself, as for every model train.py fits.
+    predict_values: tuple | None
     features: tuple                # Feature, in the estimator's column order
     names: tuple                   # the features' names, in order
     aliases: tuple                 # their aliases, in order, if every feature has one; else ()
@@ -98,6 +101,7 @@ def from_metadata(meta: dict) -> Signature:
         classes = tuple(classes)
     else:
         classes = None
+    predict_values = _predict_values(meta.get("predict_values"), classes)
     features = meta.get("features")
     if not isinstance(features, list) or not features:
         raise SignatureError("features must list at least one feature")
@@ -114,8 +118,18 @@ def from_metadata(meta: dict) -> Signature:
         if not isinstance(meta.get(key), str) or not meta[key]:
             raise SignatureError(f"{key} must be a non-empty string")
     return Signature(name=meta["name"], task=task, target=meta["target"], classes=classes,
-                     features=parsed, names=names, aliases=aliases,
+                     predict_values=predict_values, features=parsed, names=names, aliases=aliases,
                      numeric=all(f.number and not f.missing for f in parsed))
+
+
+def _predict_values(values, classes) -> tuple | None:
+    if values is None or classes is None:
+        return None
+    if not (isinstance(values, list) and len(values) == len(classes)
+            and all(type(v) in (str, int, float, bool) for v in values)
+            and len(set(values)) == len(values)):
+        raise SignatureError("predict_values must list one distinct string or number per class")
+    return None if values == list(range(len(classes))) else tuple(values)
 
 
 def _feature(spec, index: int) -> Feature:

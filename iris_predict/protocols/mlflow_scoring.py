@@ -3,7 +3,8 @@
 docs/mlflow.md is the reference. As `mlflow models serve` answers for a
 scikit-learn classifier: a JSON body with exactly one of dataframe_split,
 dataframe_records, instances or inputs (or a CSV table) gets
-{"predictions": [class index, ...]}; errors are {"error_code", "message"}, as
+{"predictions": [...]}, what the estimator's own predict() answers (its classes_:
+model.json's predict_values); errors are {"error_code", "message"}, as
 MLflow's MlflowException serializes them (mlflow/pyfunc/scoring_server).
 """
 
@@ -66,13 +67,40 @@ def parse(payload, request, served: model.Model) -> Batch:
     if payload.get(PARAMS, {}) != {}:
         raise InvalidRequest(f"{PARAMS} must be empty: this model takes no parameters")
     key = found[0]
-    found = rows.matrix(ROWS[key](payload[key], key), key, served.signature)
+    found = rows.matrix(_without_extras(ROWS[key](payload[key], key), served.signature), key,
+                        served.signature)
     return Batch(Kind.INVOCATIONS, found.X, unknown=found.unknown)
+
+
+def _without_extras(records, signature) -> list:
+    """The rows without the columns that are not features, as MLflow's schema enforcement
+    ignores them (an ID column beside the features, say); a column named like a feature
+    (sepal_lenght) stays, to be refused with its suggestion rather than leave the feature
+    missing. Rows that are arrays pass as they are."""
+    if not isinstance(records, list):
+        return records
+    known = {*signature.names, *signature.aliases}
+    kept_by_keys = {}  # the kept keys of each set of keys: records mostly share theirs
+    found = []
+    for row in records:
+        if type(row) is not dict or row.keys() <= known:
+            found.append(row)
+            continue
+        keys = frozenset(row)
+        kept = kept_by_keys.get(keys)
+        if kept is None:
+            kept = kept_by_keys[keys] = [k for k in row if k in known
+                                         or rows.suggest(k, signature)]
+        found.append({k: row[k] for k in kept})
+    return found
 
 
 def answer(batch: Batch, served: model.Model) -> dict:
     predicted, _ = served.predict(batch.X, False, batch.unknown)
-    return {"predictions": predicted.tolist()}
+    values = served.signature.predict_values
+    if values is None:  # class k is answered k (a regressor: its value)
+        return {"predictions": predicted.tolist()}
+    return {"predictions": [values[k] for k in predicted.tolist()]}
 
 
 def respond(body: dict, batch: Batch, served: model.Model):
