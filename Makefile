@@ -1,6 +1,6 @@
 # Everything runs from a local virtualenv that the first target to need it creates, with the
-# Python that PYTHON names (python3.11, python3.12 or python3.13: the runtimes the function is
-# tested on). The venv is made anew when PYTHON names another one than it was made with.
+# Python that PYTHON names (python3.11 to python3.14: the runtimes the function is tested on).
+# The venv is made anew when PYTHON names another one than it was made with.
 PYTHON ?= python3
 PORT ?= 8080
 VENV := .venv
@@ -89,7 +89,7 @@ drift: $(VENV)/.installed
 ## from requirements*.in
 ## (docs/security.md "Hashes"; UPGRADE=NAME moves a package that no .in file pins)
 requirements: $(VENV)/.installed
-	for name in requirements requirements-train requirements-dev requirements-lint bench/peers/*/requirements; do \
+	for name in requirements requirements-train requirements-dev requirements-lint $(patsubst %.in,%,$(wildcard bench/peers/*/requirements.in)); do \
 		$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 			$(if $(UPGRADE),--upgrade-package "$(UPGRADE)") \
 			--custom-compile-command "make requirements" -o "$$name.txt" "$$name.in" || exit 1; \

@@ -58,7 +58,7 @@ Options (each also read from the environment variable in brackets; flag wins):
   --name NAME            function name [FUNCTION_NAME] (iris-predict)
   --project ID           Google Cloud project [CLOUDSDK_CORE_PROJECT] (gcloud's configured project)
   --region REGION        region [REGION] (us-central1)
-  --runtime RUNTIME      runtime [RUNTIME] (python313; the tests run on python311-313)
+  --runtime RUNTIME      runtime [RUNTIME] (python314; the tests run on python311-314)
   --memory SIZE          memory per instance [MEMORY] (512Mi)
   --cpu N                CPUs per instance [CPU] (1)
   --concurrency N        requests per instance at once [CONCURRENCY] (32)
@@ -116,7 +116,7 @@ SMOKE_KEY_LABEL=deploy-smoke-test
 NAME="${FUNCTION_NAME:-iris-predict}"
 PROJECT="${CLOUDSDK_CORE_PROJECT:-}"
 REGION="${REGION:-us-central1}"
-RUNTIME="${RUNTIME:-python313}"
+RUNTIME="${RUNTIME:-python314}"
 MEMORY="${MEMORY:-512Mi}"
 CPU="${CPU:-1}"
 CONCURRENCY="${CONCURRENCY:-32}"  # measured on one CPU: docs/performance.md "Concurrency"

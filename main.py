@@ -9,11 +9,22 @@ process starts, with first requests waiting for that load. docs/api.md
 documents every path, request and answer.
 """
 
-import argparse
+import gc
+import os
+
+# A cold start makes a few hundred thousand objects that live as long as the instance
+# (NumPy, uvicorn, the model), and the collector would walk them again and again as they
+# pile up: 40-70 ms of a start (docs/performance.md "Cold starts"). It is off until they
+# are all made, then they are frozen out of every later collection.
+gc.disable()
+# One BLAS thread: the function's matrix products are a few columns wide, and OpenBLAS's
+# thread pool costs about 10 ms of NumPy's import (and contends on Cloud Run's one CPU).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402 (the two lines above must run before NumPy is imported)
 import asyncio
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -111,11 +122,23 @@ async def predict(request: Request) -> Response:
     return response
 
 
-# gunicorn imports this module in its master, then forks the worker that serves;
-# threads do not survive a fork, so the worker starts loading the model as soon
-# as it exists, overlapping the load with its start-up and first connection.
-os.register_at_fork(after_in_child=model.preload)
+def _collect_from_now():
+    """Start-up's objects out of every later collection; the collector back on."""
+    gc.freeze()
+    gc.enable()
+
+
+def _serve_in_worker():
+    """gunicorn imports this module in its master, then forks the worker that serves;
+    threads do not survive a fork, so the worker starts loading the model as soon as it
+    exists, overlapping the load with its start-up and first connection."""
+    gc.disable()  # until the model is loaded: the worker's start-up makes objects too
+    model.preload(then=_collect_from_now)
+
+
 server.tune(predict)
+_collect_from_now()  # the master's (and any in-process user's) start-up is done
+os.register_at_fork(after_in_child=_serve_in_worker)
 
 
 def cli(argv=None) -> int:

@@ -1,4 +1,5 @@
-"""Write openapi.yaml: the contract generated from model.json (iris_predict/contract.py), as YAML.
+"""Write openapi.yaml: the contract generated from model.json (iris_predict/contract.py and each
+protocol module's part), as YAML.
 
 Usage: python openapi.py [MODEL_JSON [OUTPUT]]   (make openapi; defaults: model.json, openapi.yaml)
 A development tool: PyYAML comes from requirements-dev.txt, and serving answers the same
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from iris_predict import contract, settings
+from iris_predict import settings
 from iris_predict.model import signature
+from iris_predict.protocols import routes
 
 ROOT = Path(__file__).resolve().parent
 HEADER = ("# Generated from model.json by `make openapi` (openapi.py): edit\n"
@@ -31,7 +33,7 @@ class _Dumper(yaml.SafeDumper):
 def render(model_json: Path) -> str:
     """openapi.yaml's text for the model that model_json describes, with the default limits."""
     found = signature.from_metadata(json.loads(model_json.read_text()))
-    document = contract.document(found, settings.MAX_BODY_BYTES, settings.MAX_BATCH_ROWS)
+    document = routes.contract(found, settings.MAX_BODY_BYTES, settings.MAX_BATCH_ROWS)
     return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                               width=100)
 

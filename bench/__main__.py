@@ -21,19 +21,21 @@ import sys
 import time
 from pathlib import Path
 
-from bench import chart, inprocess, load, pipeline, report, trees, venvs
+from bench import chart, cloudrun, inprocess, load, pipeline, report, trees, venvs
 from bench.bodies import batch_bodies
-from bench.servers import (ASGI_DECODING, ASGI_HELLO, FLASK_HELLO, FUNCTION, INLINE, LAZY, MLFLOW,
-                           PEER_NAMES, PIPELINE, PIPELINE_MODEL, PROTOCOL_VARIANTS, SPECS,
+from bench.servers import (ASGI_DECODING, ASGI_HELLO, CLOUD_RUN_SERVERS, CLOUD_RUN_SOURCES,
+                           FLASK_HELLO, FUNCTION, INLINE, LAZY, MLFLOW, PEER_NAMES, PIPELINE,
+                           PIPELINE_MODEL, PROTOCOL_VARIANTS, SPECS,
                            STACK_VARIANTS, THREADED, TREE_DIRECTORY, TREE_SERVERS, TUTORIAL,
                            Server, save_mlflow_model)
 from harness import ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHART = ROOT / "docs" / "bench.svg"
-# Cold starts: the function, the references its targets name, the train.py pipeline model
-# and the peers.
-COLD = (FUNCTION, FLASK_HELLO, ASGI_HELLO, TUTORIAL, LAZY, PIPELINE, *TREE_SERVERS)
+# Cold starts: the function, the references its targets name, the train.py pipeline model,
+# the function and references as a Cloud Run instance starts them, and the peers.
+COLD = (FUNCTION, FLASK_HELLO, ASGI_HELLO, TUTORIAL, LAZY, PIPELINE, *TREE_SERVERS,
+        *CLOUD_RUN_SERVERS.values())
 # Warm load: those, plus reference (b) on other HTTP parsers and event loops, and the
 # function asked in its peers' protocols.
 WARM = (FUNCTION, FLASK_HELLO, ASGI_HELLO, *STACK_VARIANTS, TUTORIAL, LAZY, *PROTOCOL_VARIANTS,
@@ -66,14 +68,20 @@ class Bench:
     def __init__(self, config: dict, peers: bool, quick: bool):
         self.config = config
         self.unavailable = {}
-        if quick:  # this interpreter's venv: creating venvs takes minutes
-            self.bins = {"project": Path(sys.executable).parent}
-        else:
-            self.bins = {}
-            needed = ["project"] + ([SPECS[name].venv for name in PEER_NAMES] if peers else [])
-            for venv, found in venvs.ensure(needed).items():
-                self.bins[venv] = found
         self.peers = []
+        if quick:  # this interpreter's venv: creating venvs takes minutes
+            self.bins = {"project": Path(sys.executable).parent,
+                         venvs.CLOUD_RUN: venvs.Unavailable("--quick builds no venv")}
+        else:
+            needed = ["project", venvs.CLOUD_RUN] + (
+                [SPECS[name].venv for name in PEER_NAMES] if peers else [])
+            self.bins = venvs.ensure(needed)
+        if isinstance(self.bins[venvs.CLOUD_RUN], venvs.Unavailable):
+            for name in CLOUD_RUN_SERVERS.values():
+                self.drop(name, str(self.bins[venvs.CLOUD_RUN]))
+        else:
+            cloudrun.prepare(self.bins[venvs.CLOUD_RUN],
+                             {server: source for server, (source, _) in CLOUD_RUN_SOURCES.items()})
         for name in PEER_NAMES if peers else ():
             found = self.bins.get(SPECS[name].venv)
             if isinstance(found, venvs.Unavailable):

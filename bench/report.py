@@ -1,8 +1,9 @@
 """A run's figures as Markdown tables, each beside its same-run reference, and the targets."""
 
-from bench import trees
-from bench.servers import (ASGI_DECODING, ASGI_HELLO, FLASK_HELLO, FUNCTION, INLINE, PEER_NAMES,
-                           PIPELINE, STACK_VARIANTS, THREADED, TREE_MODELS)
+from bench import cloudrun, trees
+from bench.servers import (ASGI_DECODING, ASGI_HELLO, CLOUD_RUN_SERVERS, CLOUD_RUN_SOURCES,
+                           FLASK_HELLO, FUNCTION, INLINE, PEER_NAMES, PIPELINE, STACK_VARIANTS,
+                           THREADED, TREE_MODELS)
 
 # Issue 9's targets, each a ratio to a reference in the same run or an absolute figure.
 RPS_VS_FLASK_HELLO = 2.0
@@ -15,6 +16,8 @@ WORKER_PEAK_RSS_MIB = 64
 # Issue 15's: rows/s of 1,000-row batches against reference (b) reading and decoding the
 # same body, at each number of connections.
 ROWS_VS_DECODING = 1.0
+# Issue 24's: the cold start as a Cloud Run instance's (bench/cloudrun.py), against (a) so.
+COLD_VS_FLASK_HELLO_CLOUD_RUN = 1.5
 # Issue 21's, for each tree model against the linear pipeline on the same table (bench/trees.py),
 # and its 1,000-row batches against its own library's predict_proba.
 TREE_COLD_VS_LINEAR = 1.15
@@ -58,6 +61,12 @@ def verdicts(r: dict) -> dict:
     add("cold start vs (a)", ratio(cold[FUNCTION]["median_s"],
                                    cold.get(FLASK_HELLO, {}).get("median_s")),
         COLD_VS_FLASK_HELLO, False, FLASK_HELLO)
+    built = {server: cold.get(CLOUD_RUN_SERVERS[server, cloudrun.BUILT], {}).get("median_s")
+             for server in CLOUD_RUN_SOURCES}
+    add(f"cold start vs (a), {cloudrun.BUILT}", ratio(built[FUNCTION], built[FLASK_HELLO]),
+        COLD_VS_FLASK_HELLO_CLOUD_RUN, False, CLOUD_RUN_SERVERS[FLASK_HELLO, cloudrun.BUILT],
+        ("", "not measured") if None in built.values() else
+        (f"{built[FUNCTION]:.2f} s", f"(a) Flask hello {built[FLASK_HELLO]:.2f} s"))
     add("rows/s, 1,000-row batches", r["batch"].get("instances 1000", {}).get("rows_per_s"),
         ROWS_PER_S_1000, True, None)
     add("worker peak RSS, MiB", r["peak_rss_mib"][FUNCTION], WORKER_PEAK_RSS_MIB, False, None)
@@ -152,6 +161,23 @@ def targets_table(r: dict) -> str:
         goal = f"{sign} {v['target']:,}" + ("x" if ref else "")
         verdict = {True: "met", False: "NOT MET", None: "not measured"}[v["met"]]
         rows.append((name, ours, theirs, ratio, goal, verdict))
+    return markdown(rows)
+
+
+def cloud_run_table(r: dict) -> str:
+    """Cold starts as a Cloud Run instance's, in each bytecode condition (bench/cloudrun.py)."""
+    rows = [("cold start", *CLOUD_RUN_SOURCES, "iris-predict vs (a)", "iris-predict vs (b)")]
+    cold = r["cold_start"]
+    for condition in cloudrun.CONDITIONS:
+        s = {server: cold.get(CLOUD_RUN_SERVERS[server, condition], {}).get("median_s")
+             for server in CLOUD_RUN_SOURCES}
+        if None in s.values():
+            continue
+        rows.append((condition, *(f"{v:.3f} s" for v in s.values()),
+                     f"{s[FUNCTION] / s[FLASK_HELLO]:.2f}x", f"{s[FUNCTION] / s[ASGI_HELLO]:.2f}x"))
+    s = {server: cold[server]["median_s"] for server in CLOUD_RUN_SOURCES}
+    rows.append(("this machine's venv and tree", *(f"{v:.3f} s" for v in s.values()),
+                 f"{s[FUNCTION] / s[FLASK_HELLO]:.2f}x", f"{s[FUNCTION] / s[ASGI_HELLO]:.2f}x"))
     return markdown(rows)
 
 
@@ -305,7 +331,7 @@ def render(r: dict) -> str:
              f"{r['seconds']:.0f} s"]
     for name, why in r["unavailable"].items():
         parts.append(f"{name}: not measured: {why.splitlines()[0]}")
-    parts += [targets_table(r), servers_table(r), stack_table(r), batch_table(r),
+    parts += [targets_table(r), servers_table(r), cloud_run_table(r), stack_table(r), batch_table(r),
               batch_concurrency_table(r), pipeline_table(r), trees_table(r), stall_table(r),
               concurrency_table(r), inprocess_table(r)]
     return "\n\n".join(parts)

@@ -16,9 +16,9 @@ from typing import Callable
 
 import harness
 from harness import ROOT, call
-from bench import trees
+from bench import cloudrun, trees
 from bench.pipeline import ONE_ROW
-from bench.venvs import PEERS, VENVS
+from bench.venvs import CLOUD_RUN, PEERS, VENVS
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
 FLOWER = [3.0, 2.0, 1.0, 1.0]
@@ -67,6 +67,7 @@ class Spec:
     path: str = "/"
     body: bytes = TUTORIAL_BODY
     env: dict = field(default_factory=dict)
+    cwd: Path = ROOT
 
 
 def functions_framework(source: Path, target: str) -> Callable:
@@ -155,6 +156,18 @@ SPECS = {
     BENTOML: Spec("bentoml", bentoml, "/predict", MLFLOW_BODY),  # BentoML's own "inputs"
     MLSERVER: Spec("mlserver", mlserver, V2_PATH, V2_BODY),
 }
+# The function and references (a) and (b) as a Cloud Run instance starts them, in each
+# bytecode condition (bench/cloudrun.py), for cold starts: {server: (its one source file, or
+# None for the bundle deploy.sh uploads; its target)}.
+CLOUD_RUN_SOURCES = {FUNCTION: (None, "predict"), FLASK_HELLO: (FUNCTIONS / "hello.py", "hello"),
+                     ASGI_HELLO: (FUNCTIONS / "hello_asgi.py", "hello")}
+CLOUD_RUN_SERVERS = {(server, condition): f"{server}, {condition}"
+                     for server in CLOUD_RUN_SOURCES for condition in cloudrun.CONDITIONS}
+SPECS.update({
+    name: Spec(CLOUD_RUN, functions_framework(cloudrun.directory(server) / "main.py",
+                                              CLOUD_RUN_SOURCES[server][1]),
+               env=cloudrun.CONDITIONS[condition], cwd=cloudrun.directory(server))
+    for (server, condition), name in CLOUD_RUN_SERVERS.items()})
 
 
 class Server(harness.Server):
@@ -169,6 +182,7 @@ class Server(harness.Server):
         argv, env = spec.launch(bin_dir, self.port)
         self.command = [*prefix, *argv]
         self.env.update({**env, **spec.env})
+        self.cwd = spec.cwd
         self.name = name
         self.spec = spec
         self.endpoint = self.url + spec.path

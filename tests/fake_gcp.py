@@ -45,7 +45,7 @@ INVOKER = "roles/run.invoker"
 PROJECT_NUMBER = "123456789012"
 COMPUTE_SA = f"{PROJECT_NUMBER}-compute@developer.gserviceaccount.com"
 LOGGING_WRITER = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-logging.iam.gserviceaccount.com"
-RUNTIMES = ["python310", "python311", "python312", "python313", "nodejs20", "nodejs22"]
+RUNTIMES = ["python310", "python311", "python312", "python313", "python314", "nodejs20", "nodejs22"]
 
 FUNCTION = r"/v2/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/functions"
 KNATIVE = r"/apis/serving\.knative\.dev/v1/namespaces/(?P<project>[^/]+)"

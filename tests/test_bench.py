@@ -1,6 +1,8 @@
 """The benchmark's own code works on a tiny configuration (`make bench` gives the figures)."""
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import chart, load, report, venvs
+from bench import chart, cloudrun, load, report, venvs
 from bench.__main__ import QUICK, Bench, cold_starts
 from bench.bodies import batch_bodies
 from bench.servers import (ASGI_DECODING, ASGI_HELLO, BENTOML, FLASK_HELLO, FUNCTION, MLFLOW,
@@ -150,3 +152,31 @@ def test_a_venv_that_cannot_install_says_why(tmp_path, monkeypatch):
     assert isinstance(found, venvs.Unavailable)
     assert "pip failed" in str(found) and "this is not a requirement" in str(found)
     assert not venvs.ready("broken")
+
+
+def test_the_cloud_run_workspace_is_the_bundle_compiled_as_the_buildpack_compiles_it(tmp_path):
+    """bench/cloudrun.py: what deploy.sh uploads, the lifecycle's mtimes, bytecode an instance
+    loads without compiling; and with the no-bytecode condition, none found."""
+    files = cloudrun.bundle_files()  # gcloud reading .gcloudignore
+    assert {"main.py", "model.joblib", "model.json", "requirements.txt"} <= set(files)
+    assert not [f for f in files if f.startswith(("tests/", "bench/")) or "__pycache__" in f]
+    where = cloudrun.workspace(tmp_path / "function", {f: ROOT / f for f in files},
+                               Path(sys.executable))
+    sources = sorted(where.rglob("*.py"))
+    assert len(sources) == len([f for f in files if f.endswith(".py")])
+    for source in sources:
+        assert source.stat().st_mtime == cloudrun.LIFECYCLE_MTIME
+        pyc = Path(importlib.util.cache_from_source(str(source))).read_bytes()
+        flags, mtime = int.from_bytes(pyc[4:8], "little"), int.from_bytes(pyc[8:12], "little")
+        assert (flags, mtime) == (0, cloudrun.LIFECYCLE_MTIME)  # timestamp-checked, and valid
+    loads = {}
+    for condition, env in cloudrun.CONDITIONS.items():
+        run = subprocess.run([sys.executable, "-v", "-c", "import iris_predict.settings"],
+                             cwd=where, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, **env})
+        assert run.returncode == 0, run.stderr[-2000:]
+        loads[condition] = [line for line in run.stderr.splitlines()  # bytecode it loaded
+                            if "code object from" in line and ".pyc" in line
+                            and str(where) in line]
+    assert any("iris_predict/__pycache__/settings" in line for line in loads[cloudrun.BUILT])
+    assert loads[cloudrun.NO_BYTECODE] == []

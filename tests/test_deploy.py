@@ -29,9 +29,9 @@ from tests.rehearsal import (PROJECT, assert_nothing_left_the_machine, deploy, g
 from harness import ROOT, FunctionServer, call
 
 TUTORIAL = {"sl": 3.0, "sw": 2.0, "pl": 1.0, "pw": 1.0}
-# The newest of the Pythons the suite runs on (3.11-3.13) that Cloud Run functions offer
+# The newest of the Pythons the suite runs on (3.11-3.14) that Cloud Run functions offer
 # (their Python runtime page lists python310 to python314): deploy.sh's default.
-DEFAULT_RUNTIME = "python313"
+DEFAULT_RUNTIME = "python314"
 FUNCTIONS = rf"^/v2/projects/{PROJECT}/locations/[^/]+/functions"
 CREATE = FUNCTIONS + "$"
 IAM = r":setIamPolicy$"

@@ -4,6 +4,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 
 import pytest
 from starlette.testclient import TestClient
@@ -269,3 +270,38 @@ def test_the_tutorials_path_is_unchanged(client):
     """"/" is still this function's own API, whatever else it now answers."""
     assert client.post("/", json=TUTORIAL).json()["prediction"] == [0]
     assert client.get("/").json()["classes"] == ["setosa", "versicolor", "virginica"]
+
+
+@pytest.mark.parametrize("damage", [None, BROKEN["missing model"][0]], ids=["loaded", "unloadable"])
+def test_the_worker_collects_garbage_again_once_the_model_load_ends(damage, fresh_model, tmp_path,
+                                                                    monkeypatch):
+    """main.py keeps the collector off through start-up (docs/performance.md "Cold starts"); in
+    the forked worker, until the model's load has ended, loaded or not."""
+    import gc
+
+    import main
+
+    assert gc.isenabled()  # importing main.py leaves it on, as it found it
+    if damage is not None:
+        monkeypatch.setattr(settings, "MODEL_PATH", _broken_copy(tmp_path, damage))
+    loading = threading.Event()
+    real_get = fresh_model.get
+
+    def slow_get():
+        loading.wait(5)
+        return real_get()
+
+    monkeypatch.setattr(fresh_model, "get", slow_get)
+    frozen = gc.get_freeze_count()
+    try:
+        main._serve_in_worker()  # as os.register_at_fork runs it in the child
+        assert not gc.isenabled()
+        loading.set()
+        deadline = time.monotonic() + 10
+        while not gc.isenabled() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gc.isenabled() and gc.get_freeze_count() > frozen
+        assert fresh_model.loads == 1
+    finally:
+        loading.set()
+        gc.enable()

@@ -20,6 +20,7 @@ import openapi
 from harness import ROOT
 from iris_predict import contract
 from iris_predict.model import signature
+from iris_predict.protocols import routes
 
 LIMITS = (2 * 1024 * 1024, 10_000)  # the defaults of MAX_BODY_BYTES and MAX_BATCH_ROWS
 # A shop's churn model: a number with no bounds, one with bounds and missing values allowed,
@@ -50,7 +51,7 @@ HOUSES = {
 
 
 def document(meta: dict) -> dict:
-    return contract.document(signature.from_metadata(meta), *LIMITS)
+    return routes.contract(signature.from_metadata(meta), *LIMITS)
 
 
 def validator(doc: dict, name: str):

@@ -65,7 +65,7 @@ def upgrades() -> dict:
 
 
 def deploy_default_runtime() -> str:
-    """deploy.sh's default --runtime, as "3.13"."""
+    """deploy.sh's default --runtime, as "3.14"."""
     (runtime,) = re.findall(r'^RUNTIME="\$\{RUNTIME:-python3(\d+)\}"$',
                             (ROOT / "deploy.sh").read_text(), re.MULTILINE)
     return f"3.{runtime}"
@@ -91,7 +91,7 @@ def test_every_pull_request_and_push_runs_make_test(ci):
 
 def test_the_suite_runs_on_every_python_the_function_is_tested_on(ci):
     test = ci["jobs"]["test"]
-    assert test["strategy"]["matrix"] == {"python": ["3.11", "3.12", "3.13"]}
+    assert test["strategy"]["matrix"] == {"python": ["3.11", "3.12", "3.13", "3.14"]}
     assert test["strategy"]["fail-fast"] is False
     assert test["container"] == "python:${{ matrix.python }}-bookworm"
     assert deploy_default_runtime() == max(test["strategy"]["matrix"]["python"],

@@ -6,8 +6,7 @@ probability or a value each in their own way, and the last bit depends on it: wh
 whether a tie at 0 is the positive class. Each link below names the code it follows.
 """
 
-import ctypes
-import ctypes.util
+import functools
 import math
 
 import numpy as np
@@ -19,15 +18,25 @@ from iris_predict.model.estimators import BINARY, MULTINOMIAL, REGRESSION
 # true value): those few are asked of expf itself, the rest rounded from float64's exp.
 NEAR_MIDPOINT = 2.0 ** -30
 FEW = 16  # values: below this, one call of expf each
-_libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-for _name in ("expf", "logf"):
-    getattr(_libm, _name).restype = ctypes.c_float
-    getattr(_libm, _name).argtypes = [ctypes.c_float]
+
+
+@functools.cache
+def _libm():
+    """The C library's math, expf and logf typed; opened with the first XGBoost model that
+    needs them: find_library runs ldconfig, about 5 ms that no other model's start should pay."""
+    import ctypes
+    import ctypes.util
+
+    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    for name in ("expf", "logf"):
+        getattr(libm, name).restype = ctypes.c_float
+        getattr(libm, name).argtypes = [ctypes.c_float]
+    return libm
 
 
 def c_logf(x) -> np.float32:
     """logf of one float32, as the C library computes it (XGBoost's base margin)."""
-    return np.float32(_libm.logf(np.float32(x)))
+    return np.float32(_libm().logf(np.float32(x)))
 
 
 def c_exp(x: np.ndarray) -> np.ndarray:
@@ -46,8 +55,9 @@ def _exp(v: float) -> float:
 def c_expf(x: np.ndarray) -> np.ndarray:
     """expf of each float32, as the C library computes it (XGBoost's transforms)."""
     x = np.asarray(x, dtype=np.float32)
+    expf = _libm().expf
     if x.size <= FEW:  # a few calls cost less than NumPy's steps below
-        return np.array([_libm.expf(v) for v in x.ravel().tolist()],
+        return np.array([expf(v) for v in x.ravel().tolist()],
                         dtype=np.float32).reshape(x.shape)
     wide = np.exp(x.astype(np.float64))
     near = np.ones(x.shape, dtype=bool)
@@ -60,7 +70,7 @@ def c_expf(x: np.ndarray) -> np.ndarray:
                       (rounded.astype(np.float64) + down) / 2)
     near[finite] = (np.abs(wide - middle) <= wide * NEAR_MIDPOINT)[finite]
     if near.any():
-        rounded[near] = [_libm.expf(v) for v in x[near].tolist()]
+        rounded[near] = [expf(v) for v in x[near].tolist()]
     return rounded
 
 

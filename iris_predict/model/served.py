@@ -236,15 +236,21 @@ def loaded() -> Model:
     raise ModelLoading("the model is still loading; ask again in a moment")
 
 
-def preload():
-    """Start loading the model in the background; get() waits for it, or loads it itself."""
+def preload(then=None):
+    """Start loading the model in the background; get() waits for it, or loads it itself.
+
+    `then`, if given, is called once the load has ended, loaded or not."""
     global _preloading
     _preloading = True
-    threading.Thread(target=_load_quietly, name="model-preload", daemon=True).start()
+    threading.Thread(target=_load_quietly, args=(then,), name="model-preload",
+                     daemon=True).start()
 
 
-def _load_quietly():
+def _load_quietly(then):
     try:
         get()
     except ModelUnavailable:
         pass  # get() logged the cause; requests answer 503
+    finally:
+        if then is not None:
+            then()

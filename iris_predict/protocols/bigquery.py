@@ -96,3 +96,55 @@ def respond(body: dict, batch: Batch, served: model.Model):
 
 def error_body(message: str, status: int) -> dict:
     return {"errorMessage": message}  # what BigQuery reads and shows in the query's error
+
+
+def openapi(c) -> object:
+    """This protocol's part of the contract (contract.py: `c` is its Contract)."""
+    ref, s = c.ref, c.s
+    request = {
+        "description": "What BigQuery sends a remote function; it adds fields of its own "
+                       "(requestId, caller, sessionUser), which are ignored.",
+        "type": "object", "required": [CALLS],
+        "properties": {
+            CALLS: {"type": "array", "maxItems": c.rows, "items": {
+                "type": "array", "minItems": c.width, "maxItems": c.width, "items": False,
+                "prefixItems": [_argument(c, f) for f in s.features]}},
+            CONTEXT: {
+                "type": ["object", "null"], "additionalProperties": False,
+                "properties": {OUTPUT: {"type": "string", "enum": list(outputs(s))}}}}}
+    json_reply = {"type": "object", "description": 'userDefinedContext.output "json".',
+                  "additionalProperties": False}
+    warnings = {"type": "array", "items": {"type": "object",
+                                           "required": ["feature", "value", "message"],
+                                           "properties": c.warning_properties()}}
+    if s.classifier:
+        replies = [ref("Label"), ref("ClassIndex")]
+        json_reply.update(required=[CLASS, c.target, "probabilities", "warnings"],
+                          properties={CLASS: ref("ClassIndex"), c.target: ref("Label"),
+                                      "probabilities": ref("Probabilities"),
+                                      "warnings": warnings})
+    else:
+        replies = [{"type": "number"}]
+        json_reply.update(required=[c.target, "warnings"],
+                          properties={c.target: {"type": "number"}, "warnings": warnings})
+    answer = {
+        "type": "object", "required": ["replies"], "additionalProperties": False,
+        "properties": {"replies": {
+            "description": "One per call, in order; null where a call had a SQL NULL.",
+            "type": "array", "items": {"anyOf": [{"type": "null"}, *replies, json_reply]}}}}
+    return c.Part(about=("BigQuery remote functions", "on `/`"),
+                  takes={("/", "post"): {decoding.JSON: [ref("BigQueryRequest")]}},
+                  gives={("/", "post"): {decoding.JSON: [ref("BigQueryAnswer")]}},
+                  requests={"BigQueryRequest": request}, answers={"BigQueryAnswer": answer})
+
+
+def _argument(c, f) -> dict:
+    """A call's argument: the value, SQL NULL, or a NUMERIC column's decimal string."""
+    choices = [c.value(f.name),
+               {"type": "null", "description": "SQL NULL; the reply for this call is null."}]
+    pattern = c.decimal_pattern(f) if f.number else None
+    if pattern:
+        choices.append({"type": "string", "description": "A NUMERIC column, sent as a "
+                                                         "decimal string.",
+                        "pattern": f"^({pattern})$"})
+    return {"anyOf": choices}

@@ -31,6 +31,9 @@ NAME = "csv"
 PATHS = {"/": ("predict", ("POST",))}
 WHERE = "/ (CSV tables, Content-Type: text/csv)"
 MEDIA_TYPES = (decoding.CSV,)
+CLASS = "class"  # the class index's column
+# A cell that is a category: anything but CSV's own characters (the contract's pattern).
+CATEGORY_CELL = '[^,"\\r\\n]+'
 MISSING = ("", "NA")  # cells that hold no value, as train.py reads them
 SEPARATORS = {";": "semicolons", "\t": "tabs"}
 LOST_NEWLINES = ("; the body is one line: were its newlines lost? curl -d strips them: send the "
@@ -185,20 +188,25 @@ def respond(answered, batch: Batch, served: model.Model):
     return table(answered, batch.passthrough, served.signature)
 
 
+def columns(signature) -> list:
+    """The answer's own columns, after those of the request's it passes through."""
+    if signature.classifier:
+        return [CLASS, signature.target, *(f"probability_{c}" for c in signature.classes)]
+    return [signature.target]
+
+
 def table(scores: answers.Scores, passthrough: tuple, signature):
     """Scores as a CSV table with a header row, passed-through columns first."""
     extra_header, extra_rows = passthrough or ([], None)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*extra_header, *columns(signature)])
     if signature.classifier:
         classes = signature.classes
-        writer.writerow([*extra_header, "class", signature.target,
-                         *(f"probability_{name}" for name in classes)])
         lines = ([k, label, *(f"{p[name]:.6f}" for name in classes)]
                  for k, label, p in zip(scores.predictions, scores.labels,
                                         scores.probabilities))
     else:
-        writer.writerow([*extra_header, signature.target])
         lines = ([value] for value in scores.predictions)
     if extra_rows is None:
         writer.writerows(lines)
@@ -209,3 +217,35 @@ def table(scores: answers.Scores, passthrough: tuple, signature):
 
 def error_body(message: str, status: int) -> dict:
     return {"error": message}
+
+
+def openapi(c) -> object:
+    """This protocol's part of the contract (contract.py: `c` is its Contract)."""
+    answer = columns(c.s)
+    return c.Part(
+        about=("CSV tables", "on `/`"),
+        takes={("/", "post"): {decoding.CSV: [c.ref("CsvTable")]}},
+        gives={("/", "post"): {decoding.CSV: [c.ref("CsvAnswer")]}},
+        requests={"CsvTable": {
+            "description": "One row per line: a header row of the long or the short names (in "
+                           "any order), or no header and the columns in the features' order.",
+            "type": "string", "pattern": _pattern(c)}},
+        answers={"CsvAnswer": {
+            "description": f"A header row (the request's columns the model does not use, then "
+                           f"{', '.join(answer)}), then one line per input row.",
+            "type": "string",
+            "pattern": f"^([^\\n]*,)?{','.join(c.escape(name) for name in answer)}\\n"}})
+
+
+def _pattern(c) -> str:
+    """The tables this protocol answers, as a regular expression."""
+    s = c.s
+    headers = [",".join(c.escape(n) for n in s.names)]
+    if s.aliases:
+        headers.append(",".join(c.escape(a) for a in s.aliases))
+    cells = []
+    for f in s.features:
+        cell = (c.decimal_pattern(f) or "[^,\\r\\n]+") if f.number else CATEGORY_CELL
+        cells.append(f"({cell})?" if f.missing else f"({cell})")
+    row = ",".join(cells)
+    return f"^(({'|'.join(headers)})\\n)?{row}(\\n{row})*\\n?$"

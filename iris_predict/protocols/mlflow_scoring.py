@@ -151,3 +151,112 @@ def _inputs(inputs, where: str) -> list:
 
 
 ROWS = {DF_SPLIT: _split, DF_RECORDS: _rows, INSTANCES: _rows, INPUTS: _inputs}
+
+
+def openapi(c) -> object:
+    """This protocol's part of the contract (contract.py: `c` is its Contract)."""
+    ref, s = c.ref, c.s
+    values = s.predict_values
+    answer = {"enum": list(values)} if values else ref("ClassIndex") if s.classifier \
+        else {"type": "number"}
+    error = ref("MlflowError", "responses")
+    invocations = {
+        "operationId": "mlflowInvocations",
+        "summary": "MLflow scoring server: predict a table of rows.",
+        "requestBody": {"required": True, "content": {
+            decoding.JSON: {"schema": ref("MlflowRequest")},
+            decoding.CSV: {"schema": ref("CsvTable")}}},
+        "responses": {
+            "200": {"description": "What the model's own predict() answers, one per row, in "
+                                   "order: " + ("its class labels." if values else
+                                                "the class index." if s.classifier
+                                                else "the predicted value."),
+                    "headers": {"X-Content-Type-Options": c.NOSNIFF},
+                    "content": {decoding.JSON: {"schema": {
+                        "type": "object", "required": ["predictions"],
+                        "additionalProperties": False,
+                        "properties": {"predictions": {"type": "array", "items": answer}}}}}},
+            "400": error, "413": error, "415": error, "503": error,
+        },
+    }
+    return c.Part(
+        about=("MLflow's scoring server", "on `/invocations`, `/ping`, `/health` and "
+                                          "`/version`"),
+        paths={
+            "/invocations": {"post": invocations},
+            "/ping": {"get": _health(c, "mlflowPing", "MLflow scoring server: the model is loaded "
+                                     "(answers at once, never waits).")},
+            "/health": {"get": _health(c, "mlflowHealth",
+                                       "MLflow scoring server: the same as /ping.")},
+            "/version": {"get": {
+                "operationId": "mlflowVersion",
+                "summary": "MLflow scoring server: the version, which is the model's.",
+                "responses": {
+                    "200": {"description": "The model's version, as plain text.",
+                            "headers": {"X-Content-Type-Options": c.NOSNIFF},
+                            "content": {"text/plain": {"schema": ref("ModelVersion")}}},
+                    "503": error}}}},
+        responses={
+            "MlflowHealthy": c.json_ok("The model is loaded.", {
+                "type": "object", "required": ["status"], "additionalProperties": False,
+                "properties": {"status": {"type": "string", "const": "ok"}}}),
+            "MlflowError": {
+                "description": "A refusal, as MLflow's scoring server words it.",
+                "headers": {"X-Content-Type-Options": c.NOSNIFF},
+                "content": {decoding.JSON: {"schema": {
+                    "type": "object", "required": ["error_code", "message"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "error_code": {"type": "string", "enum": [
+                            BAD_REQUEST, *(ERROR_CODES[status] for status in (404, 503, 500))]},
+                        "message": {"type": "string", "minLength": 1, "maxLength": 400}}}}}}},
+        schemas=_schemas(c))
+
+
+def _health(c, operation: str, summary: str) -> dict:
+    return {"operationId": operation, "summary": summary,
+            "responses": {"200": c.ref("MlflowHealthy", "responses"),
+                          "503": c.ref("MlflowError", "responses")}}
+
+
+def _schemas(c) -> dict:
+    """The request MLflow's scoring server takes: a data frame in one of its four forms."""
+    ref, s = c.ref, c.s
+    columns = [{"const": list(s.names)}] + ([{"const": list(s.aliases)}] if s.aliases else [])
+    records = [ref("Row"), ref("MlflowRecordByName")] + (
+        [ref("MlflowRecordByAlias")] if s.aliases else [])
+    params = ref("MlflowParams")
+
+    def one_of(field: str, schema: dict) -> dict:
+        return {"type": "object", "required": [field], "additionalProperties": False,
+                "properties": {field: schema, PARAMS: params}}
+
+    return {
+        "MlflowRequest": {
+            "description": "Exactly one of dataframe_split, dataframe_records, instances or "
+                           "inputs (a body with none, or more than one, is a 400 that names "
+                           "those found); params must be empty.",
+            "anyOf": [
+                one_of(DF_SPLIT, {
+                    "description": "pandas' DataFrame.to_dict(orient=\"split\").",
+                    "type": "object", "required": ["data"], "additionalProperties": False,
+                    "properties": {
+                        "index": {"type": "array"},
+                        "columns": {"description": "The names of data's columns, long or "
+                                                   "short, in any order; without them the "
+                                                   "columns are in model.json's order.",
+                                    "anyOf": columns},
+                        "data": {"type": "array", "minItems": 1, "maxItems": c.rows,
+                                 "items": ref("Row")}}}),
+                *(one_of(form, ref("Records")) for form in FORMATS[1:])]},
+        "Records": {"type": "array", "minItems": 1, "maxItems": c.rows,
+                    "items": {"anyOf": records}},
+        # Other columns are ignored, as MLflow ignores inputs its signature does not name.
+        **{f"MlflowRecordBy{form}": {**c.row_object(
+            names, f"A row by the features' {words}; other columns are ignored (one named "
+                   f"like a feature is refused, naming it)."), "additionalProperties": True}
+           for form, names, words in (("Name", s.names, "names"),
+                                      ("Alias", s.aliases, "short names"))
+           if names},
+        "MlflowParams": {"type": "object", "maxProperties": 0},
+    }

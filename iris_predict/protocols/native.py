@@ -8,6 +8,7 @@ Explanations are asked for with ?explain=true, "explain": true in the body, or
 metadata: what a client needs to build a form or check what it is talking to.
 """
 
+import functools
 import json
 
 import numpy as np
@@ -17,6 +18,7 @@ from iris_predict.edge import decoding, number_rows, page
 from iris_predict.edge.responses import json_response
 from iris_predict.errors import InvalidRequest
 from iris_predict.model import served as model
+from iris_predict.model.estimators import AVERAGE_ROW, EXPECTED_SCORE
 from iris_predict.protocols import answers, csv_table, rows
 from iris_predict.protocols.batch import Batch, Kind
 from iris_predict.text import kind, show
@@ -125,11 +127,11 @@ async def get(route, headers: dict):
         return page.response(page.INDEX)
     served = await model.ready()
     if route.operation == CONTRACT:
-        # Imported on the first ask: compiling its 900 lines cost every cold start ~13 ms
-        # where no bytecode is kept, for a document few clients fetch.
-        from iris_predict import contract
-        return json_response(contract.document(served.signature, settings.MAX_BODY_BYTES,
-                                               settings.MAX_BATCH_ROWS))
+        # The table of every protocol (its paths and contracts); imported here, as that table
+        # imports this module.
+        from iris_predict.protocols import routes
+        return json_response(routes.contract(served.signature, settings.MAX_BODY_BYTES,
+                                             settings.MAX_BATCH_ROWS))
     return json_response(describe(served), headers=page.VARY)  # GET / differs by Accept
 
 
@@ -150,3 +152,135 @@ def describe(served: model.Model) -> dict:
                    "max_batch_rows": settings.MAX_BATCH_ROWS},
     })
     return described
+
+
+def openapi(c) -> object:
+    """This protocol's part of the contract (contract.py: `c` is its Contract)."""
+    ref, s = c.ref, c.s
+    bodies = [ref("OneRowByName")] + ([ref("OneRowByAlias")] if s.aliases else []) \
+        + [ref("InstancesRequest")]
+    return c.Part(
+        about=("its own", "on `/`"),
+        paths={
+            "/": {"get": _describe_operation(c), "post": functools.partial(_predict, c),
+                  "options": c.preflight()},
+            "/openapi.json": {"get": c.get(
+                "contract", "This document: the OpenAPI contract of the served model.",
+                c.json_ok("The contract.", {"type": "object",
+                                            "required": ["openapi", "info", "paths"]}))},
+            "/app.js": {"get": c.get("pageScript", "The web page's script.",
+                                     c.content_ok("The script.", "text/javascript"))},
+            "/style.css": {"get": c.get("pageStyle", "The web page's style sheet.",
+                                        c.content_ok("The style sheet.", "text/css"))}},
+        takes={("/", "post"): {decoding.JSON: bodies}},
+        gives={("/", "post"): {decoding.JSON: [ref("RowAnswer"), ref("InstancesAnswer")]}},
+        requests=_request_schemas(c), answers=_answer_schemas(c))
+
+
+def _describe_operation(c) -> dict:
+    return {
+        "operationId": "describe",
+        "summary": "The model's metadata, from which a client builds its form; a browser "
+                   "(Accept preferring text/html) gets the web page instead.",
+        "responses": {
+            "200": {"description": "Metadata, or the page.",
+                    "headers": {"X-Content-Type-Options": c.NOSNIFF},
+                    "content": {"application/json": {"schema": c.ref("Metadata")},
+                                "text/html": {"schema": {"type": "string"}}}},
+            "503": c.ref("Unavailable", "responses"),
+        },
+    }
+
+
+def _predict(c, bodies: dict, answers: dict) -> dict:
+    """POST /, with the bodies and answers of every protocol on "/" (BigQuery's, CSV's)."""
+    return {
+        "operationId": "predict",
+        "summary": "Predict one row, a batch, a CSV table, or a BigQuery remote-function call.",
+        "parameters": [{
+            "name": EXPLAIN, "in": "query",
+            "description": "true adds `explanations` to a one-row, `instances` or CSV answer "
+                           "(not to BigQuery calls, which are refused with it).",
+            "schema": {"type": "boolean"}}],
+        "requestBody": {"required": True, "content": bodies},
+        "responses": {
+            "200": {
+                "description": "The prediction, shaped like the request: one row, `instances` "
+                               "(or a CSV table), or BigQuery `calls`. A batch with `Accept: "
+                               "text/csv` is answered as a CSV table.",
+                "headers": {"X-Content-Type-Options": c.NOSNIFF},
+                "content": answers},
+            **c.refusals("400", "413", "415", "503"),
+        },
+    }
+
+
+def _request_schemas(c) -> dict:
+    """A row (as a list, or an object by name or alias), one row, and a batch of them."""
+    ref, s = c.ref, c.s
+    found = {"RowByName": c.row_object(s.names, "A row, by the features' names."),
+             "OneRowByName": c.row_object(s.names, "One row, by the features' names.",
+                                          explain=True)}
+    if s.aliases:
+        found["RowByAlias"] = c.row_object(s.aliases, "A row, by the features' short names "
+                                                      "(aliases).")
+        found["OneRowByAlias"] = c.row_object(s.aliases, "One row, by the features' short "
+                                                         "names (aliases).", explain=True)
+    found["Row"] = {"description": f"[{', '.join(s.names)}]", "type": "array",
+                    "prefixItems": [c.value(n) for n in s.names],
+                    "items": False, "minItems": c.width, "maxItems": c.width}
+    rows_ = [ref("Row"), ref("RowByName")] + ([ref("RowByAlias")] if s.aliases else [])
+    explain = {"description": "Add `explanations`, one per row.", "type": "boolean"}
+    parameters = {EXPLAIN: explain}
+    if s.classifier:
+        parameters = {PROBABILITIES: {"type": "boolean"}, **parameters}
+    found["InstancesRequest"] = {
+        "description": "A batch in the Vertex AI / KServe V1 shape.",
+        "type": "object", "required": [INSTANCES], "additionalProperties": False,
+        "properties": {
+            INSTANCES: {"type": "array", "minItems": 1, "maxItems": c.rows,
+                        "items": {"anyOf": rows_}},
+            PARAMETERS: {"type": "object", "additionalProperties": False,
+                         "properties": parameters},
+            EXPLAIN: explain}}
+    return found
+
+
+def _answer_schemas(c) -> dict:
+    """The answer to one row, and to `instances`."""
+    ref, s = c.ref, c.s
+    warnings = {"type": "array", "items": ref("Warning")}
+    if s.classifier:
+        one, label = ref("ClassIndex"), ref("Label")
+        prediction = "[k], the class index, as the tutorial answered."
+    else:
+        one = label = {"type": "number"}
+        prediction = "[v], the predicted value."
+    single = {"prediction": {"description": prediction, "type": "array", "items": one,
+                             "minItems": 1, "maxItems": 1},
+              c.target: label}
+    batch = {"predictions": {"type": "array", "items": one},
+             c.target: {"type": "array", "items": label}}
+    if s.classifier:
+        single[PROBABILITIES] = ref("Probabilities")
+        batch[PROBABILITIES] = {"description": "Only when parameters.probabilities is true.",
+                                "type": "array", "items": ref("Probabilities")}
+    explanations = {
+        "explanations": ref("Explanations"),
+        "base_values": {"description": "Only with `explanations`: each row's score they are "
+                                       "measured from.",
+                        "type": "array", "items": {"type": "number"}},
+        "measured_from": {"description": "Only with `explanations`: what the base values are, "
+                                         "the average training row's score (linear models) or "
+                                         "the expected score (tree models).",
+                          "type": "string", "enum": [AVERAGE_ROW, EXPECTED_SCORE]}}
+    return {
+        "RowAnswer": {
+            "type": "object", "additionalProperties": False,
+            "required": [*single, "warnings"],
+            "properties": {**single, "warnings": warnings, **explanations}},
+        "InstancesAnswer": {
+            "type": "object", "additionalProperties": False,
+            "required": ["predictions", c.target, "warnings"],
+            "properties": {**batch, "warnings": warnings, **explanations}},
+    }

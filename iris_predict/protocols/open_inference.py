@@ -13,14 +13,14 @@ bytes after the JSON header, which is what tritonclient sends and asks for by
 default.
 """
 
+import re
+import struct
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
-import re
-import struct
-
+from iris_predict import SERVER_NAME
 from iris_predict.edge import decoding
 from iris_predict.edge.responses import content_response, json_response
 from iris_predict.errors import InvalidRequest, NotFound
@@ -30,7 +30,6 @@ from iris_predict.protocols.batch import Batch, Kind
 from iris_predict.text import kind, show
 
 NAME = "v2"
-SERVER_NAME = "iris-predict"
 # Operations (KServe's V2 REST API).
 LIVE, READY, SERVER, MODEL, MODEL_READY, INFER = (
     "live", "ready", "server", "model", "model ready", "infer")
@@ -412,3 +411,220 @@ def _flag(parameters: dict, name: str, where: str, default: bool = False) -> boo
     if not isinstance(value, bool):
         raise InvalidRequest(f"{where}.{name} must be true or false, got {show(value)}")
     return value
+
+
+def openapi(c) -> object:
+    """This protocol's part of the contract (contract.py: `c` is its Contract)."""
+    ref = c.ref
+    model_name, model_version = ref("ModelName", "parameters"), ref("ModelVersion", "parameters")
+    infer = _infer_operation(c)
+    name = c.s.name
+    return c.Part(
+        about=("the Open Inference Protocol (KServe V2)", "under `/v2`"),
+        paths={
+            "/v2": {"get": c.get(
+                "v2ServerMetadata", "Open Inference Protocol: server metadata.",
+                c.json_ok("The server's name, version (the model's) and extensions.", {
+                    "type": "object", "required": ["name", "version", "extensions"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "const": SERVER_NAME},
+                        "version": ref("ModelVersion"),
+                        "extensions": {"type": "array", "items": {
+                            "type": "string", "enum": [BINARY_EXTENSION]}}}}),
+                unavailable=True)},
+            "/v2/health/live": {"get": c.get(
+                "v2ServerLive", "Open Inference Protocol: the server is up.",
+                c.json_ok("Live.", c.const_object("live", True)))},
+            "/v2/health/ready": {"get": c.get(
+                "v2ServerReady",
+                "Open Inference Protocol: the model is loaded (answers at once, never waits).",
+                ref("V2Ready", "responses"), unavailable=True)},
+            "/v2/models/{model_name}": {
+                "parameters": [model_name],
+                "get": _model_get(c, "v2ModelMetadata", "the model's inputs, outputs and "
+                                  "version.", ref("V2ModelMetadata", "responses"))},
+            "/v2/models/{model_name}/versions/{model_version}": {
+                "parameters": [model_name, model_version],
+                "get": _model_get(c, "v2ModelVersionMetadata", "the model's metadata, for its "
+                                  "version.", ref("V2ModelMetadata", "responses"))},
+            "/v2/models/{model_name}/ready": {
+                "parameters": [model_name],
+                "get": _model_get(c, "v2ModelReady", "the model is loaded (answers at once, "
+                                  "never waits).", ref("V2ModelReady", "responses"))},
+            "/v2/models/{model_name}/versions/{model_version}/ready": {
+                "parameters": [model_name, model_version],
+                "get": _model_get(c, "v2ModelVersionReady", "the model version is loaded.",
+                                  ref("V2ModelReady", "responses"))},
+            "/v2/models/{model_name}/infer": {
+                "parameters": [model_name], "post": {**infer, "operationId": "v2Infer"}},
+            "/v2/models/{model_name}/versions/{model_version}/infer": {
+                "parameters": [model_name, model_version],
+                "post": {**infer, "operationId": "v2InferVersion"}}},
+        parameters={
+            "ModelName": {"name": "model_name", "in": "path", "required": True,
+                          "description": f"The only model is {name}; any other name is a 404.",
+                          "schema": {"type": "string", "enum": [name]}},
+            "ModelVersion": {"name": "model_version", "in": "path", "required": True,
+                             "description": f"The model's version (GET /v2/models/{name}); "
+                                            "any other is a 404.",
+                             "schema": ref("ModelVersion")}},
+        responses={
+            "V2Ready": c.json_ok("The model is loaded.", c.const_object("ready", True)),
+            "V2ModelReady": c.json_ok("The model is loaded.", {
+                "type": "object", "required": ["name", "ready"], "additionalProperties": False,
+                "properties": {"name": {"type": "string", "const": name},
+                               "ready": {"type": "boolean", "const": True}}}),
+            "V2ModelMetadata": c.json_ok("The model's name, version, platform, inputs and "
+                                         "outputs.", ref("V2ModelMetadata"))},
+        answers={"ModelVersion": {
+            "description": "The first 12 hex digits of the model file's SHA-256 (model.json "
+                           "sha256).",
+            "type": "string", "pattern": "^[0-9a-f]{12}$"}},
+        schemas=_schemas(c))
+
+
+def _model_get(c, operation: str, summary: str, ok: dict) -> dict:
+    return {"operationId": operation, "summary": f"Open Inference Protocol: {summary}",
+            "responses": {"200": ok, "404": c.ref("NotFound", "responses"),
+                          "503": c.ref("Unavailable", "responses")}}
+
+
+def _infer_operation(c) -> dict:
+    s = c.s
+    if s.numeric:
+        inputs = (f"One input tensor of shape [N, {c.width}], FP32 or FP64, in the metadata's "
+                  "feature order. JSON Schema cannot say that `data` holds "
+                  f"N * {c.width} values; the function checks it (400).")
+    else:
+        inputs = ("One input tensor per feature, named as the feature, of shape [N] or [N, 1] "
+                  "(MLServer's pandas codec): BYTES for categories, FP32 or FP64 for numbers.")
+    outputs_ = f"`{PREDICT}` (INT64 [N], class indices) and `{PREDICT_PROBA}` (FP64 " \
+        f"[N, {len(s.classes)}])" if s.classifier else f"`{PREDICT}` (FP64 [N])"
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "summary": "Open Inference Protocol: predict a tensor of rows.",
+        "description": inputs + " Tensors may also come as raw bytes after the JSON header "
+                       "(Triton's binary tensor extension: `Inference-Header-Content-"
+                       "Length` gives the header's length).",
+        "requestBody": {"required": True, "content": {
+            decoding.JSON: {"schema": c.ref("V2InferenceRequest")},
+            decoding.BINARY: {"schema": binary}}},
+        "responses": {
+            "200": {
+                "description": f"The outputs asked for (all when no list is given): "
+                               f"{outputs_}. With binary outputs the body is the JSON header "
+                               "followed by the tensors' bytes (application/octet-stream).",
+                "headers": {
+                    "X-Content-Type-Options": c.NOSNIFF,
+                    "Inference-Header-Content-Length": {
+                        "description": "With binary outputs, the length of the JSON header.",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+                "content": {decoding.JSON: {"schema": c.ref("V2InferenceResponse")},
+                            decoding.BINARY: {"schema": binary}}},
+            **c.refusals("400", "404", "413", "415", "503"),
+        },
+    }
+
+
+def _binary_size() -> dict:
+    return {"type": "object", "additionalProperties": False,
+            "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}}
+
+
+def _schemas(c) -> dict:
+    """The requests, answers and metadata of this protocol, as KServe's V2 REST API has them."""
+    ref, s = c.ref, c.s
+    if s.numeric:
+        values = {c.value(n)["$ref"] for n in s.names}
+        # A flat tensor interleaves the features; one schema fits each value only if they
+        # share it.
+        value = c.value(s.names[0]) if len(values) == 1 else {"type": "number"}
+        tensor = {
+            "type": "object", "required": ["name", "shape", "datatype", "data"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "shape": {"description": f"[N, {c.width}]", "type": "array",
+                          "minItems": 2, "maxItems": 2,
+                          "prefixItems": [{"type": "integer", "minimum": 1,
+                                           "maximum": c.rows},
+                                          {"const": c.width}]},
+                "datatype": {"type": "string", "enum": list(DATATYPES)},
+                "parameters": _binary_size(),
+                "data": {"description": f"N * {c.width} values, row-major, flat or as N rows "
+                                        f"of {c.width}.",
+                         "anyOf": [{"type": "array", "minItems": c.width, "items": value},
+                                   {"type": "array", "minItems": 1, "items": ref("Row")}]}}}
+        inputs = {"type": "array", "minItems": 1, "maxItems": 1, "items": tensor}
+    else:
+        inputs = {"type": "array", "minItems": c.width, "maxItems": c.width,
+                  "items": {"anyOf": [_column_tensor(c, f) for f in s.features]}}
+    names = list(outputs(s))
+    return {
+        "V2InferenceRequest": {
+            "type": "object", "required": ["inputs"], "additionalProperties": False,
+            "properties": {
+                "id": {"type": "string"},
+                "parameters": {"type": "object", "additionalProperties": False,
+                               "properties": {"binary_data_output": {"type": "boolean"}}},
+                "inputs": inputs,
+                "outputs": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["name"], "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "enum": names},
+                        "parameters": {"type": "object", "additionalProperties": False,
+                                       "properties": {"binary_data": {"type": "boolean"}}}}}}}},
+        "V2InferenceResponse": {
+            "type": "object", "required": ["model_name", "model_version", "outputs"],
+            "additionalProperties": False,
+            "properties": {
+                "model_name": {"type": "string", "const": s.name},
+                "model_version": ref("ModelVersion"),
+                "id": {"type": "string"},
+                "outputs": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["name", "shape", "datatype"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "enum": names},
+                        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                        "datatype": {"type": "string", "enum": [
+                            "INT64", "FP64"] if s.classifier else ["FP64"]},
+                        "parameters": _binary_size(),
+                        "data": {"type": "array", "items": {"type": "number"}}}}}}},
+        "V2ModelMetadata": {
+            "type": "object", "required": ["name", "versions", "platform", "inputs",
+                                           "outputs"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "const": s.name},
+                "versions": {"type": "array", "items": ref("ModelVersion")},
+                "platform": {"type": "string"},
+                "inputs": {"type": "array", "items": ref("V2TensorMetadata")},
+                "outputs": {"type": "array", "items": ref("V2TensorMetadata")}}},
+        "V2TensorMetadata": {
+            "type": "object", "required": ["name", "datatype", "shape"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"}, "datatype": {"type": "string"},
+                "shape": {"type": "array", "items": {"type": "integer"}},
+                "parameters": {"type": "object", "additionalProperties": {
+                    "type": ["string", "number", "boolean"]}}}},
+    }
+
+
+def _column_tensor(c, f) -> dict:
+    """One feature's column, as MLServer's pandas codec sends it."""
+    return {
+        "type": "object", "required": ["name", "shape", "datatype", "data"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "const": f.name},
+            "shape": {"description": "[N] or [N, 1]", "type": "array", "minItems": 1,
+                      "maxItems": 2,
+                      "prefixItems": [{"type": "integer", "minimum": 1, "maximum": c.rows},
+                                      {"const": 1}]},
+            "datatype": {"type": "string", "enum": list(DATATYPES) if f.number else ["BYTES"]},
+            "parameters": _binary_size(),
+            "data": {"type": "array", "minItems": 1, "maxItems": c.rows,
+                     "items": c.value(f.name)}}}

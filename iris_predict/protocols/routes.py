@@ -1,8 +1,9 @@
 """Which requests the function answers: every protocol's paths, gathered into one table.
 
 Each protocol module declares its own PATHS ({path: (operation, methods)}) and,
-if it has paths with parameters, a match(path); this table is built from them
-once, so adding a protocol is adding its module to PROTOCOLS. Several protocols
+if it has paths with parameters, a match(path), and writes its own part of the
+contract (openapi()); this table and the contract are built from them, so adding
+a protocol is adding its module to PROTOCOLS (or register()ing it). Several protocols
 may share a path ("/" is this function's own, BigQuery's and CSV's): the one that
 answers a POST is the first whose media types take the body and that claims what
 it decodes to; GET is answered by the first that takes GET. Any other path is a
@@ -57,10 +58,32 @@ def _table() -> dict:
     return {path: _route(found) for path, found in entries.items()}
 
 
+def _no_path() -> Route:
+    return Route({}, None, NOWHERE, frozenset(), "OPTIONS", (), PROTOCOLS[0], refusal=(
+        "nothing here: this function answers "
+        + ", ".join(dict.fromkeys(p.WHERE for p in PROTOCOLS)) + "; see docs/api.md"))
+
+
 ROUTES = _table()
-NO_PATH = Route({}, None, NOWHERE, frozenset(), "OPTIONS", (), native, refusal=(
-    "nothing here: this function answers "
-    + ", ".join(dict.fromkeys(p.WHERE for p in PROTOCOLS)) + "; see docs/api.md"))
+NO_PATH = _no_path()
+
+
+def register(protocol) -> None:
+    """Answer one more protocol module too, tried after the others on a path they share.
+
+    A protocol module has NAME, PATHS, WHERE, MEDIA_TYPES, and claims, decode, parse,
+    answer, respond and error_body, as those above; get, if any of its paths takes GET;
+    match, if any has parameters; and openapi, its part of the contract (contract.py).
+    """
+    global PROTOCOLS, ROUTES, NO_PATH
+    PROTOCOLS = (*PROTOCOLS, protocol)
+    ROUTES, NO_PATH = _table(), _no_path()
+
+
+def contract(signature, max_body_bytes: int, max_batch_rows: int) -> dict:
+    """The OpenAPI document of every protocol answered, for this model and these limits."""
+    from iris_predict import contract as openapi  # on the first ask: serving never needs it
+    return openapi.document(signature, max_body_bytes, max_batch_rows, PROTOCOLS)
 
 
 def find(path: str) -> Route:
