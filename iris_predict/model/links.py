@@ -22,12 +22,15 @@ FEW = 16  # values: below this, one call of expf each
 
 @functools.cache
 def _libm():
-    """The C library's math, expf and logf typed; opened with the first XGBoost model that
-    needs them: find_library runs ldconfig, about 5 ms that no other model's start should pay."""
+    """The C library's math, expf and logf typed, opened on first use. By glibc's name for it
+    first: ctypes.util.find_library runs ldconfig in a subprocess, about 5 ms."""
     import ctypes
     import ctypes.util
 
-    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    try:
+        libm = ctypes.CDLL("libm.so.6")
+    except OSError:  # not glibc
+        libm = ctypes.CDLL(ctypes.util.find_library("m"))
     for name in ("expf", "logf"):
         getattr(libm, name).restype = ctypes.c_float
         getattr(libm, name).argtypes = [ctypes.c_float]
