@@ -46,7 +46,7 @@ PEAK_RSS = (FUNCTION, FLASK_HELLO, ASGI_HELLO, PIPELINE, *TREE_SERVERS)
 # loop) and with them on a worker thread (what main.THREAD_ROWS chooses between), and
 # reference (b) reading and decoding the same body.
 BATCH_SERVERS = (FUNCTION, THREADED, ASGI_DECODING)
-FULL = {"cold_runs": 5, "warm_seconds": 2, "warm_rounds": 5, "connections": 8,
+FULL = {"cold_runs": 15, "warm_seconds": 2, "warm_rounds": 5, "connections": 8,
         "batch_rows": (1, 100, 1000, 10000), "batch_seconds": 1, "batch_rounds": 3,
         "stall_connections": (2, 8), "stall_seconds": 2, "stall_rounds": 5,
         "concurrency": (1, 2, 4, 8, 16, 32, 64), "concurrency_seconds": 2,
