@@ -4,7 +4,7 @@ A numeric model's batch is usually {"instances": [[5.1, 3.5, 1.4, 0.2], ...]}.
 Decoding it the usual way (decoding.decode, then NumPy over a list per row) spends
 most of its time making and then unpacking a list per row. Here one bytes.translate
 turns the body into one flat JSON array, ["instances", 5.1, 3.5, 1.4, 0.2, ...],
-which orjson reads and struct packs into doubles in C: about a third of the usual
+which orjson reads and struct packs into doubles in C: a little over half the usual
 path's time for 1,000 rows (docs/performance.md), with no dependency but orjson.
 
 It is used only where it gives exactly the matrix decoding.decode's values would:
