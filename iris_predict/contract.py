@@ -203,10 +203,7 @@ class Contract:
                                "not seen in training.",
                 "type": "object", "required": ["row", "feature", "value", "message"],
                 "properties": {"row": {"type": "integer", "minimum": 0},
-                               "feature": {"type": "string", "enum": names},
-                               "value": {"type": ["number", "string"]},
-                               "min": {"type": "number"}, "max": {"type": "number"},
-                               "message": {"type": "string"}}},
+                               **self.warning_properties()}},
             "Explanations": {
                 "description": "Only when asked for: one object per row, each feature's part of "
                                "the prediction's score (the predicted class's, or the value) "
@@ -227,9 +224,11 @@ class Contract:
         return found
 
     def warning_properties(self) -> dict:
-        """A warning's fields but its row: for an answer that is one row's."""
-        return {k: v for k, v in self.answer_schemas()["Warning"]["properties"].items()
-                if k != "row"}
+        """A warning's fields but its row (an answer that is one row's has no other)."""
+        return {"feature": {"type": "string", "enum": list(self.s.names)},
+                "value": {"type": ["number", "string"]},
+                "min": {"type": "number"}, "max": {"type": "number"},
+                "message": {"type": "string"}}
 
     def metadata(self) -> dict:
         """The model's description (GET /'s metadata): what a client builds its form from."""

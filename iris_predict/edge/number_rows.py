@@ -56,5 +56,5 @@ def matrix(body: bytes, key: str, width: int) -> np.ndarray | None:
         values = orjson.loads(body.translate(TO_FLAT_ARRAY))
         del values[0]  # the key
         return np.frombuffer(struct.pack(f"{len(values)}d", *values)).reshape(rows, width)
-    except (orjson.JSONDecodeError, OverflowError, struct.error, ValueError):
+    except (ValueError, OverflowError, struct.error):  # orjson's JSONDecodeError is a ValueError
         return None
