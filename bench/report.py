@@ -2,8 +2,8 @@
 
 from bench import cloudrun, trees
 from bench.servers import (ASGI_DECODING, ASGI_HELLO, CLOUD_RUN_SERVERS, CLOUD_RUN_SOURCES,
-                           FLASK_HELLO, FUNCTION, INLINE, PEER_NAMES, PIPELINE, STACK_VARIANTS,
-                           THREADED, TREE_MODELS)
+                           FLASK_HELLO, FUNCTION, INLINE, IRIS_PEERS, MLSERVER_XGBOOST, PIPELINE,
+                           STACK_VARIANTS, THREADED, TREE_MODELS)
 
 # Issue 9's targets, each a ratio to a reference in the same run or an absolute figure.
 RPS_VS_FLASK_HELLO = 2.0
@@ -24,6 +24,7 @@ TREE_COLD_VS_LINEAR = 1.15
 TREE_RPS_VS_LINEAR = 0.8
 TREE_EXTRA_RSS_MIB = 16
 TREE_BATCH_VS_LIBRARY = 1.0
+TREE_RPS_VS_MLSERVER = 3.0  # the XGBoost model against MLServer's XGBoost runtime
 # Issue 22's, for the XGBoost model: one row explained in process, and 100 rows against
 # SHAP's own C++ TreeExplainer on the same rows (a time ratio: lower is better).
 EXPLAIN_ONE_ROW_MS = 5.0
@@ -54,7 +55,7 @@ def verdicts(r: dict) -> dict:
         FLASK_HELLO)
     add("requests/s vs (b)", ratio(ours["rps"], rps(ASGI_HELLO)), RPS_VS_ASGI_HELLO, True,
         ASGI_HELLO)
-    for peer in PEER_NAMES:
+    for peer in IRIS_PEERS:
         add(f"requests/s vs {peer[:3]}", ratio(ours["rps"], rps(peer)), RPS_VS_PEER, True, peer)
     add("p99 vs (a)", ratio(ours["p99_ms"], warm.get(FLASK_HELLO, {}).get("p99_ms")),
         P99_VS_FLASK_HELLO, False, FLASK_HELLO)
@@ -91,6 +92,11 @@ def verdicts(r: dict) -> dict:
         add(f"{model}: worker peak RSS over linear, MiB", peak[server] - peak[linear],
             TREE_EXTRA_RSS_MIB, False, None,
             (f"{peak[server]:.1f} MiB", f"linear {peak[linear]:.1f} MiB"))
+        if model == trees.XGBOOST:
+            add("xgboost: requests/s vs MLServer's XGBoost runtime",
+                ratio(rps(server), rps(MLSERVER_XGBOOST)), TREE_RPS_VS_MLSERVER, True,
+                MLSERVER_XGBOOST, None if rps(MLSERVER_XGBOOST) is None else
+                (f"{rps(server):,.0f} req/s", f"MLServer {rps(MLSERVER_XGBOOST):,.0f}"))
         batch = r.get("tree_batches", {}).get(model)
         if batch is not None:
             add(f"{model}: 1,000 rows vs its library's predict_proba",

@@ -33,6 +33,10 @@ LAZY = "lazy joblib"
 MLFLOW = "(d) MLflow 3.17.2"
 BENTOML = "(e) BentoML 1.4.40"
 MLSERVER = "(f) MLServer 1.7.1"
+# The bench's XGBoost model (bench/trees.py) in MLServer's XGBoost runtime, which imports
+# XGBoost and takes the model's own columns: the row the function is sent, coded as the
+# pipeline's ColumnTransformer codes it.
+MLSERVER_XGBOOST = "(f) MLServer 1.7.1, XGBoost runtime"
 INLINE = "iris-predict, batches inline"
 THREADED = "iris-predict, 1,000-row batches on a thread"
 # A model train.py makes from a table with categories (bench/pipeline.py), served alike.
@@ -55,7 +59,13 @@ MLFLOW_BODY = json.dumps({"inputs": [FLOWER]}).encode()
 V2_PATH = "/v2/models/iris/infer"
 V2_BODY = json.dumps({"inputs": [{"name": "flowers", "shape": [1, 4], "datatype": "FP64",
                                   "data": FLOWER}]}).encode()
-PEER_NAMES = (MLFLOW, BENTOML, MLSERVER)
+CHURN_V2_PATH = "/v2/models/churn/infer"
+CHURN_V2_BODY = json.dumps({
+    "inputs": [{"name": "churn", "shape": [1, len(trees.ONE_ROW_CODED)], "datatype": "FP64",
+                "data": trees.ONE_ROW_CODED}],
+    "outputs": [{"name": "predict_proba"}]}).encode()  # probabilities, as the function's
+IRIS_PEERS = (MLFLOW, BENTOML, MLSERVER)  # serving the iris model, as the function does
+PEER_NAMES = (*IRIS_PEERS, MLSERVER_XGBOOST)
 
 
 @dataclass(frozen=True)
@@ -121,13 +131,16 @@ def bentoml(bin_dir: Path, port: int):
         "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(VENVS / "bentoml-home")}
 
 
-def mlserver(bin_dir: Path, port: int):
-    # One inference worker process beside the HTTP server: MLServer's default.
-    return [str(bin_dir / "mlserver"), "start", str(PEERS / "mlserver")], {
-        "PATH": _path_with(bin_dir),
-        "MLSERVER_HOST": "127.0.0.1", "MLSERVER_HTTP_PORT": str(port),
-        "MLSERVER_GRPC_PORT": str(harness.free_port()),
-        "MLSERVER_METRICS_PORT": str(harness.free_port()), "MLSERVER_PARALLEL_WORKERS": "1"}
+def mlserver(models: Path) -> Callable:
+    def launch(bin_dir: Path, port: int):
+        # One inference worker process beside the HTTP server: MLServer's default.
+        return [str(bin_dir / "mlserver"), "start", str(models)], {
+            "PATH": _path_with(bin_dir),
+            "MLSERVER_HOST": "127.0.0.1", "MLSERVER_HTTP_PORT": str(port),
+            "MLSERVER_GRPC_PORT": str(harness.free_port()),
+            "MLSERVER_METRICS_PORT": str(harness.free_port()),
+            "MLSERVER_PARALLEL_WORKERS": "1"}
+    return launch
 
 
 function = functions_framework(ROOT / "main.py", "predict")
@@ -154,7 +167,9 @@ SPECS = {
     FUNCTION_V2: Spec("project", function, V2_PATH, V2_BODY),
     MLFLOW: Spec("mlflow", mlflow, "/invocations", MLFLOW_BODY),
     BENTOML: Spec("bentoml", bentoml, "/predict", MLFLOW_BODY),  # BentoML's own "inputs"
-    MLSERVER: Spec("mlserver", mlserver, V2_PATH, V2_BODY),
+    MLSERVER: Spec("mlserver", mlserver(PEERS / "mlserver"), V2_PATH, V2_BODY),
+    MLSERVER_XGBOOST: Spec("mlserver", mlserver(PEERS / "mlserver-xgboost"), CHURN_V2_PATH,
+                           CHURN_V2_BODY),
 }
 # The function and references (a) and (b) as a Cloud Run instance starts them, in each
 # bytecode condition (bench/cloudrun.py), for cold starts: {server: (its one source file, or

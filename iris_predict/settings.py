@@ -55,6 +55,10 @@ MAX_BATCH_ROWS = _positive_int("MAX_BATCH_ROWS", 10_000)
 # hold a CPU for long.
 EXPLAIN_MAX_ROWS = _positive_int("EXPLAIN_MAX_ROWS", 100)
 
+# Threads a tree model's batch of more than 256 rows is computed on (forest.py), as XGBoost
+# and HistGradientBoosting default theirs: every CPU the instance may run on.
+TREE_THREADS = _positive_int("TREE_THREADS", len(os.sched_getaffinity(0)))
+
 # Seconds a connection may take to send a request's headers before it is closed with
 # 408; slow-header (slowloris) clients cannot hold connections longer.
 HEADER_TIMEOUT_SECONDS = _positive_int("HEADER_TIMEOUT_SECONDS", 10)

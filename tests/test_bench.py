@@ -10,12 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from bench import chart, cloudrun, load, report, venvs
+import joblib
+import numpy as np
+import xgboost
+
+from bench import chart, cloudrun, load, report, trees, venvs
 from bench.__main__ import QUICK, Bench, cold_starts
 from bench.bodies import batch_bodies
 from bench.servers import (ASGI_DECODING, ASGI_HELLO, BENTOML, FLASK_HELLO, FUNCTION, MLFLOW,
-                           MLSERVER, PEER_NAMES, PIPELINE, PIPELINE_MODEL, THREADED, TUTORIAL,
-                           TUTORIAL_BODY, Server)
+                           MLSERVER, MLSERVER_XGBOOST, PEER_NAMES, PIPELINE, PIPELINE_MODEL,
+                           THREADED, TREE_DIRECTORY, TREE_MODELS, TUTORIAL, TUTORIAL_BODY,
+                           Server)
 from harness import ROOT, call
 
 SECTIONS = ("cold_start", "warm", "memory_mib", "batch", "peak_rss_mib", "batch_concurrency",
@@ -60,6 +65,15 @@ def test_quick_benchmark_prints_the_tables_and_writes_json_and_chart(tmp_path):
     assert {f["type"] for f in features} == {"number", "category"}
     assert "| 1,000-row batches vs (b) decoding, 8 conns" in run.stdout
     assert "train.py pipeline (docs/garden.csv)" in run.stdout
+    # MLServer's XGBoost runtime gets the function's one row as the pipeline codes it for its
+    # last step, and that step's booster as XGBoost saved it.
+    fitted = joblib.load(TREE_DIRECTORY / f"{trees.XGBOOST}.pkl")
+    row = trees.objects([[*trees.ONE_ROW.values(), 0]])
+    assert fitted[:-1].transform(row).tolist() == [trees.ONE_ROW_CODED]
+    booster = xgboost.XGBClassifier()
+    booster.load_model(TREE_DIRECTORY / trees.XGBOOST_BOOSTER)
+    np.testing.assert_array_equal(booster.predict_proba(np.array([trees.ONE_ROW_CODED])),
+                                  fitted.predict_proba(row))
     ET.parse(tmp_path / "latest.svg")  # well-formed
     after = committed_chart.stat().st_mtime_ns if committed_chart.exists() else None
     assert after == before  # only a full run redraws the committed chart
@@ -117,6 +131,19 @@ def test_verdicts_are_same_run_ratios_against_each_target():
     assert found["worker peak RSS, MiB"]["met"] is True  # 64 MiB is within "at most 64"
     assert found["1,000-row batches vs (b) decoding, 1 conns"]["met"] is True  # 1.0x is enough
     assert found["1,000-row batches vs (b) decoding, 8 conns"]["met"] is False  # 0.999x
+
+
+def test_the_xgboost_model_is_held_against_mlservers_xgboost_runtime():
+    linear, served = TREE_MODELS[trees.LINEAR], TREE_MODELS[trees.XGBOOST]
+    r = _results(**{linear: 900, served: 750, MLSERVER_XGBOOST: 250})
+    r["cold_start"].update({linear: {"median_s": 0.3}, served: {"median_s": 0.3}})
+    r["peak_rss_mib"].update({linear: 50.0, served: 55.0})
+    found = report.verdicts(r)["xgboost: requests/s vs MLServer's XGBoost runtime"]
+    assert found["figure"] == 3.0 and found["met"] is True  # "at least 3x"
+    del r["warm"][MLSERVER_XGBOOST]
+    assert report.verdicts(r)["xgboost: requests/s vs MLServer's XGBoost runtime"]["met"] is None
+    # The iris peers' targets are the iris model's, MLServer's by (f) alone.
+    assert "requests/s vs (f)" in report.verdicts(r)
 
 
 def test_chart_draws_a_bar_per_server_and_measure_scaled_to_the_largest():

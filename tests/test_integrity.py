@@ -127,6 +127,14 @@ def _truncate(model):
     model.write_bytes(model.read_bytes()[:300])
 
 
+def _cut_inside_an_array(model):
+    """The file ends in the middle of intercept_'s bytes: a header promising more than is
+    there."""
+    data = model.read_bytes()
+    at = data.index(joblib.load(model).intercept_.tobytes())
+    model.write_bytes(data[:at + 8])
+
+
 def _other_sklearn_inside(model):
     """The pickle's own _sklearn_version differs from the sidecar's (same length bytes)."""
     import sklearn
@@ -147,6 +155,7 @@ DAMAGED = {
     "missing file": (lambda m: m.unlink(), False, "cannot be read"),
     "truncated, digest stale": (_truncate, False, "SHA-256"),
     "truncated, digest rewritten": (_truncate, True, "cannot be loaded"),
+    "cut inside an array": (_cut_inside_an_array, True, "the file ends inside an array"),
     "sidecar names another sklearn": (_other_sklearn_in_sidecar, False, "0.24.2"),
     "pickle from another sklearn": (_other_sklearn_inside, True, "pickled by scikit-learn 00000"),
 }

@@ -156,3 +156,21 @@ def test_committed_model_holds_under_other_blas_kernels(kernel):
                          env=env, cwd=Path(__file__).parent.parent, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:]
+
+
+def test_serving_reads_the_model_without_joblib_or_scikit_learn():
+    """The function answers from the model file with NumPy alone: joblib's format is read
+    by safe_unpickle, and neither joblib (~17 ms of a cold start) nor scikit-learn is
+    imported. The arrays are joblib's: the answer is scikit-learn's own."""
+    code = ("import json, sys, numpy, main; from iris_predict.model import served\n"
+            "labels, proba = served.get().predict(numpy.array([[6.3, 3.3, 6.0, 2.5]]), True)\n"
+            "print(json.dumps([labels.tolist(), proba.tolist(),"
+            " sorted({'joblib', 'sklearn'} & set(sys.modules))]))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert run.returncode == 0, run.stderr
+    labels, proba, imported = json.loads(run.stdout.splitlines()[-1])  # after the load's log
+    assert imported == []
+    assert labels == [2]
+    np.testing.assert_allclose(proba, joblib.load(settings.MODEL_PATH).predict_proba(
+        [[6.3, 3.3, 6.0, 2.5]]), rtol=1e-12)

@@ -8,10 +8,12 @@ exactly on the models' split thresholds (and one float32 step either side), wher
 comparison done in the wrong type or direction answers differently.
 """
 
+import os
 import subprocess
 import sys
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import joblib
 import lightgbm
@@ -30,8 +32,9 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import train
 from harness import ROOT, FunctionServer
+from iris_predict import settings
 from iris_predict.errors import InvalidRequest
-from iris_predict.model import artifact, served
+from iris_predict.model import artifact, forest, served
 from tests.models import encode, write_csv
 
 ROWS = 300
@@ -259,19 +262,27 @@ def check_answers(model: served.Model, fitted, rows: np.ndarray, classifier: boo
         if classifier:
             expected_proba = fitted.predict_proba(rows)
     # One row and a few rows at a time take other paths (forest.Forest._one_row,
-    # forest.ANSWERED_FIRST, links.FEW): 30 rows alone, 30 three at a time.
+    # forest.ADDED_ROW_BY_ROW, links.FEW): 30 rows alone, 15 three at a time, 15 at once.
     few = [model.predict(X[i:i + 1], probabilities=True) for i in range(30)] + [
-        model.predict(X[i:i + 3], probabilities=True) for i in range(30, 60, 3)]
+        model.predict(X[i:i + 3], probabilities=True) for i in range(30, 45, 3)] + [
+        model.predict(X[45:60], probabilities=True)]
+    # A batch in blocks of a few rows, shared among three threads (forest.Ensemble.scores).
+    with mock.patch.object(forest, "BLOCK_CELLS", 7 * len(model.computed.forest.roots)), \
+            mock.patch.object(settings, "TREE_THREADS", 3):
+        blocked_labels, blocked_proba = model.predict(X, probabilities=True)
     few_labels = np.concatenate([f[0] for f in few])
     if classifier:
         assert labels.tolist() == np.asarray(expected).astype(int).tolist()
         assert few_labels.tolist() == labels[:60].tolist()
+        assert blocked_labels.tolist() == labels.tolist()
         np.testing.assert_allclose(proba, expected_proba, rtol=RTOL, atol=0)
+        np.testing.assert_allclose(blocked_proba, expected_proba, rtol=RTOL, atol=0)
         np.testing.assert_allclose(np.concatenate([f[1] for f in few]), expected_proba[:60],
                                    rtol=RTOL, atol=0)
     else:
         np.testing.assert_allclose(labels, expected, rtol=RTOL, atol=0)
         np.testing.assert_allclose(few_labels, expected[:60], rtol=RTOL, atol=0)
+        np.testing.assert_allclose(blocked_labels, expected, rtol=RTOL, atol=0)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -425,6 +436,38 @@ def test_the_serving_process_maps_no_training_library(table, tmp_path):
         mapped = "".join(Path(f"/proc/{pid}/maps").read_text() for pid in server.tree())
     for library in ("sklearn", "xgboost", "lightgbm", "scipy"):
         assert f"/{library}/" not in mapped, f"{library} is mapped in the serving process"
+
+
+def test_a_batch_is_shared_among_threads_in_the_serving_process(table, tmp_path):
+    """1,000 rows of a 100-tree forest are 100,000 (row x tree) cells, two blocks
+    (forest.BLOCK_CELLS) computed on the serving worker's two threads, made after the fork:
+    answered as scikit-learn answers them."""
+    directory, rows, score = table
+    y = TARGETS["three"](score)
+    fitted = pipe(RandomForestClassifier(100, max_depth=6, random_state=0)).fit(rows, y)
+    output = package(tmp_path, fitted, rows, y, "three", "threaded forest")
+    batch = make_rows(11, 1000)
+    instances = [[None if isinstance(v, float) and np.isnan(v) else v for v in row]
+                 for row in batch.tolist()]
+    with FunctionServer(env={"MODEL_PATH": str(output), "TREE_THREADS": "2"}) as server:
+        reply = server.call("POST", {"instances": instances,
+                                     "parameters": {"probabilities": True}},
+                            {"Content-Type": "application/json"})
+        assert reply.status == 200, reply.body
+        # The worker's own thread and the pool's two, kept for the next batch.
+        assert max(len(os.listdir(f"/proc/{pid}/task")) for pid in server.tree()) >= 3
+    body = reply.json()
+    assert body["predictions"] == fitted.predict(batch).tolist()
+    found = [list(p.values()) for p in body["probabilities"]]  # in the classes' order
+    np.testing.assert_allclose(found, fitted.predict_proba(batch), rtol=0, atol=5e-7)
+
+
+def test_tree_threads_must_be_a_positive_integer():
+    run = subprocess.run([sys.executable, "-c", "import iris_predict.settings"], cwd=ROOT,
+                         env={**os.environ, "TREE_THREADS": "all"}, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode != 0
+    assert "TREE_THREADS must be a positive integer, got 'all'" in run.stderr
 
 
 def test_a_pipeline_fitted_on_a_dataframe_by_column_names(table, tmp_path):

@@ -2,12 +2,14 @@
 walks each one.
 
 Every family (scikit-learn's trees, forests and boosting, XGBoost, LightGBM) is flattened
-into one table of nodes (trees.py and boosters.py build it) and one rule per node: a row
-goes right when its value is > the node's threshold, a missing value goes where the node
-sends it, and a category goes where the node's table of categories says. Leaves point at
-themselves with an infinite threshold, so a walk of the deepest tree's depth leaves every
-row at its leaf in every tree: (rows x trees) node indices, a few NumPy operations per
-level instead of a Python loop per row and tree.
+into one table of nodes (trees.py and boosters.py build it), and every node into one test:
+a row goes right when its value in one column of Views is > the node's cut. The views are
+Z's columns as each node's rule reads them (a missing value made +inf where the node sends
+it right, a category made 1.0 where the node's table sends it right...), computed once per
+request, so that the walk itself has no rule but `>`: two gathers, a comparison and an
+add per level over (rows x trees) node indices. Leaves point at themselves with an
+infinite cut, so a walk of the deepest tree's depth leaves every row at its leaf in every
+tree.
 
 Exactness comes from each library's own arithmetic, kept here:
 - the type features are compared in: float32 for scikit-learn's trees, forests and
@@ -16,26 +18,35 @@ Exactness comes from each library's own arithmetic, kept here:
   threshold`, so the threshold becomes the float32 just below it); float64 for
   HistGradientBoosting and LightGBM;
 - the order leaves are summed in: one tree after another from the model's starting score
-  (np.cumsum adds sequentially, as the libraries' loops do; np.sum would add pairwise),
-  in float32 for XGBoost;
-- the link from score to answer (outputs.py), with the exp of the library's own C library.
+  (summed(): NumPy adds along the trees' axis sequentially, as the libraries' loops do,
+  where along a row it would add pairwise), in float32 for XGBoost;
+- the link from score to answer (links.py), with the exp of the library's own C library.
 """
 
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from iris_predict import settings
 from iris_predict.model import treeshap
 from iris_predict.model.estimators import BINARY, EXPECTED_SCORE
 
 # LightGBM's kZeroThreshold (a float, compared as a double): |x| <= it is "zero".
 LIGHTGBM_ZERO = float(np.float32(1e-35))
-# Up to this many rows, category splits are answered before the walk (Categories.answered):
-# S lookups per row beat a masked step per level for a few rows, not for a batch.
-ANSWERED_FIRST = 16
-# Rows walked together: a block's (rows x trees) arrays stay in the CPU's caches (measured:
-# 256 rows walk 1,000 in 0.7x the time of all at once for 300 trees).
-BLOCK_ROWS = 256
+# Rows walked together: as many as make this many (rows x trees) cells, so that a block's
+# node indices (8 bytes a cell, a few arrays) stay in a core's L2 cache (measured on 1,000
+# rows and 300 trees: blocks of 192 rows 7.0-7.2 ms, 256 7.1-10, 512 9.5-14); a batch's
+# blocks are shared among settings.TREE_THREADS threads (NumPy lets go of the GIL as it
+# works).
+BLOCK_CELLS = 1 << 16
+# Rows from which the trees' leaf values are added by np.add.reduce along the trees' axis, a
+# tree at a time over all rows (measured: 256 rows of 300 trees 80 µs against np.cumsum's
+# 360, which adds a row at a time). Both add in order, but with one row the trees' axis is
+# the fast one, where reduce adds pairwise; below this many rows, np.cumsum.
+ADDED_ROW_BY_ROW = 8
 # One row: every node decided at once where the forest has at most this many nodes per
 # (tree x level) the walk visits; with more (deep forests: 60 per visit in a depth-10 random
 # forest) deciding nodes the row never reaches costs more than a level's gathers (measured
@@ -43,50 +54,70 @@ BLOCK_ROWS = 256
 EVERY_NODE = 8
 
 
+# How a view reads its feature, in place on a block of views (rows x views of that rule).
+# A missing value compares False with any cut, so by itself it goes left.
+def _missing_right(v):
+    np.copyto(v, np.inf, where=np.isnan(v))
+
+
+def _is_missing(v):
+    """The node's cut is +inf and a missing value goes right: every value left but those."""
+    v[...] = np.isnan(v)
+
+
+def _zero_left(v):
+    """LightGBM's zero_as_missing: zero goes where a missing value goes."""
+    np.copyto(v, np.nan, where=np.abs(v) <= LIGHTGBM_ZERO)
+
+
+def _zero_right(v):
+    np.copyto(v, np.inf, where=~(np.abs(v) > LIGHTGBM_ZERO))  # NaN too
+
+
+def _zero_is_missing(v):
+    v[...] = ~(np.abs(v) > LIGHTGBM_ZERO)
+
+
+# In the order Views keeps them (categories last: they read a table besides).
+RULES = (_missing_right, _is_missing, _zero_left, _zero_right, _zero_is_missing)
+
+
 @dataclass(frozen=True)
-class Categories:
-    """Category splits: per categorical node a row of its table says which codes go right.
+class Views:
+    """The columns the nodes compare: each is one column of Z read by one rule.
 
-    Columns 0..width-1 are the codes the model was fitted on, column `width` any other
-    value (negative, too large: the library's rule for a category it never saw), column
-    width + 1 a missing value."""
+    Views of the same rule are side by side (`rules`: (rule, start, stop) each), values
+    as they are first, categories last. A category view is one table of the model (one
+    per distinct set of codes on a column, however many nodes test it): columns 0..width-1
+    of its row are the codes the model was fitted on, column `width` any other value
+    (negative, too large: the library's rule for a category it never saw), column width + 1
+    a missing value; the view is 1.0 where the table sends the row right, and the node's
+    cut 0.5."""
 
-    nodes: np.ndarray   # (N,) bool: is the node a category split
-    slot: np.ndarray    # (N,) intp: where its row starts in the flattened table
-    table: np.ndarray   # (splits * (width + 2),) bool: goes right
+    dtype: type                 # np.float32 or np.float64: what features are compared in
+    source: np.ndarray          # (C,) intp: the column of Z each view reads
+    rules: tuple                # ((rule, start, stop), ...)
+    categories: int             # the first category view
+    slot: np.ndarray | None     # (category views,) intp: where its table row starts
+    table: np.ndarray | None    # (tables * (width + 2),) bool: goes right
     width: int
-    # For a few rows, each split's answer is computed first, as a column of its own put
-    # before Z's (0 or 1, threshold 0.5): the walk then has no category step per level.
-    split_feature: np.ndarray | None = None    # (S,) intp: the Z column each split tests
-    split_slot: np.ndarray | None = None       # (S,) intp: its table row's start
-    virtual_feature: np.ndarray | None = None  # (N,) intp: feature + S, or the split's column
-    virtual_threshold: np.ndarray | None = None
 
-    def answered(self, Z: np.ndarray) -> np.ndarray:
-        """[each split's answer (1.0 right), Z]: what virtual_feature indexes."""
-        goes_right = self.table.take(self.split_slot + self.codes(Z[:, self.split_feature]))
-        return np.concatenate([goes_right.astype(Z.dtype), Z], axis=1)
+    def of(self, Z: np.ndarray) -> np.ndarray:
+        """(rows, C): every view of Z's rows."""
+        V = np.ascontiguousarray(Z, dtype=self.dtype).take(self.source, axis=1)
+        for rule, start, stop in self.rules:
+            rule(V[:, start:stop])
+        if self.slot is not None:
+            codes = self.codes(V[:, self.categories:])
+            V[:, self.categories:] = self.table.take(codes + self.slot)
+        return V
 
-    def codes(self, flat: np.ndarray) -> np.ndarray:
-        """Each value's column in a table row, computed once per request, not per level."""
-        inside = (flat >= 0) & (flat < self.width)  # NaN: False
-        codes = np.where(inside, flat, self.width).astype(np.intp)
-        codes[np.isnan(flat)] = self.width + 1
+    def codes(self, values: np.ndarray) -> np.ndarray:
+        """Each value's column in a table row."""
+        inside = (values >= 0) & (values < self.width)  # NaN: False
+        codes = np.where(inside, values, self.width).astype(np.intp)
+        codes[np.isnan(values)] = self.width + 1
         return codes
-
-    def decide(self, index, position, codes, go_right):
-        """go_right at the category splits among the nodes `index` reached."""
-        split = self.nodes.take(index)
-        if split.any():
-            go_right[split] = self.table.take(self.slot.take(index[split])
-                                              + codes.take(position[split]))
-
-
-@dataclass(frozen=True)
-class Zeros:
-    """LightGBM's zero_as_missing nodes: a value that is zero goes where a missing one does."""
-
-    nodes: np.ndarray   # (N,) bool
 
 
 @dataclass(frozen=True)
@@ -95,88 +126,53 @@ class Forest:
     next to each other: a row's next node is child + (does it go right), one gather and
     one add per level instead of choosing between two."""
 
-    dtype: type                 # np.float32 or np.float64: what features are compared in
-    feature: np.ndarray         # (N,) intp: the column each node tests (leaves: 0)
-    threshold: np.ndarray       # (N,) dtype: x > threshold goes right (leaves: +inf)
-    nan_right: np.ndarray       # (N,) bool: a missing x goes right (leaves: False)
+    views: Views
+    view: np.ndarray            # (N,) intp: the view each node compares (leaves: 0)
+    cut: np.ndarray             # (N,) dtype: view > cut goes right (leaves: +inf)
     child: np.ndarray           # (N,) intp: the left child; the right one is next (leaves:
                                 # themselves)
     roots: np.ndarray           # (T,) intp
     depth: int                  # levels below the deepest tree's root
+    feature: np.ndarray         # (N,) intp: the column of Z each node tests (explanations)
     order: np.ndarray | None = None  # (N,) the node each one was in the trees given
-    categories: Categories | None = None
-    zeros: Zeros | None = None
 
     def renumbered(self, values: np.ndarray) -> np.ndarray:
         """Per-node values of the trees as given (concatenated), in this Forest's order."""
         return values[self.order]
 
     def leaves(self, Z: np.ndarray) -> np.ndarray:
-        """(rows, trees): the leaf each row reaches in each tree."""
-        if len(Z) > BLOCK_ROWS:
-            return np.concatenate([self._leaves(Z[i:i + BLOCK_ROWS])
-                                   for i in range(0, len(Z), BLOCK_ROWS)])
-        return self._leaves(Z)
-
-    def _leaves(self, Z: np.ndarray) -> np.ndarray:
-        Z = np.ascontiguousarray(Z, dtype=self.dtype)
-        missing = bool(np.isnan(Z).any())
-        feature, threshold, categories = self.feature, self.threshold, self.categories
-        if categories is not None and len(Z) <= ANSWERED_FIRST:
-            Z = categories.answered(Z)
-            feature, threshold = categories.virtual_feature, categories.virtual_threshold
-            categories = None
-        if len(Z) == 1 and len(feature) <= EVERY_NODE * len(self.roots) * self.depth:
-            return self._one_row(Z[0], feature, threshold, missing)[None, :]
-        n, width = Z.shape
-        flat = Z.ravel()
-        index = np.repeat(self.roots[None, :], n, axis=0)
-        starts = (np.arange(n) * width)[:, None] if n > 1 else None
-        codes = categories.codes(flat) if categories is not None else None
-        for _ in range(self.depth):
-            position = feature.take(index)
-            if starts is not None:
+        """(trees, rows): the leaf each row reaches in each tree."""
+        V = self.views.of(Z)
+        if len(V) == 1 and len(self.view) <= EVERY_NODE * len(self.roots) * self.depth:
+            return self._one_row(V[0])[:, None]
+        n, width = V.shape
+        flat = V.ravel()
+        starts = (np.arange(n) * width)[None, :]
+        roots = self.roots[:, None]
+        if not self.depth:
+            return np.repeat(roots, n, axis=1)
+        # The first level's nodes are the roots, the same for every row.
+        right = flat.take(self.view.take(roots) + starts) > self.cut.take(roots)
+        index = self.child.take(roots) + right
+        # The indices are the Forest's own, always in range: "wrap" spares take the bounds
+        # check "raise" makes of each (10% of the walk).
+        for _ in range(self.depth - 1):
+            position = self.view.take(index, mode="wrap")
+            if n > 1:
                 position += starts
-            x = flat.take(position)
-            go_right = x > threshold.take(index)  # NaN: False, then as the node says
-            if missing:
-                go_right |= np.isnan(x) & self.nan_right.take(index)
-            if self.zeros is not None:
-                zero = self.zeros.nodes.take(index) & (np.abs(x) <= LIGHTGBM_ZERO)
-                go_right[zero] = self.nan_right.take(index[zero])
-            if codes is not None:
-                categories.decide(index, position, codes, go_right)
-            index = self.child.take(index)
-            index += go_right
+            right = flat.take(position, mode="wrap") > self.cut.take(index, mode="wrap")
+            index = self.child.take(index, mode="wrap")
+            index += right
         return index
-
 
     def decisions(self, Z: np.ndarray) -> np.ndarray:
         """(rows, N) bool: at every node, does each row go right (leaves: False)."""
-        Z = np.ascontiguousarray(Z, dtype=self.dtype)
-        x = Z[:, self.feature]
-        go_right = x > self.threshold
-        go_right |= np.isnan(x) & self.nan_right
-        if self.zeros is not None:
-            zero = self.zeros.nodes & (np.abs(x) <= LIGHTGBM_ZERO)
-            go_right = np.where(zero, self.nan_right, go_right)
-        if self.categories is not None:
-            splits = np.flatnonzero(self.categories.nodes)
-            codes = self.categories.codes(x[:, splits])
-            go_right[:, splits] = self.categories.table[self.categories.slot[splits] + codes]
-        return go_right
+        return self.views.of(Z)[:, self.view] > self.cut
 
-    def _one_row(self, row, feature, threshold, missing) -> np.ndarray:
-        """One row's leaves: every node's decision at once (a few vectorised steps over all
-        N nodes), then the walk is two gathers and an add per level."""
-        x = row.take(feature)
-        go_right = x > threshold
-        if missing:
-            go_right |= np.isnan(x) & self.nan_right
-        if self.zeros is not None:
-            zero = self.zeros.nodes & (np.abs(x) <= LIGHTGBM_ZERO)
-            go_right[zero] = self.nan_right[zero]
-        steps = self.child + go_right  # each node's next node
+    def _one_row(self, views) -> np.ndarray:
+        """One row's leaves: every node's decision at once (two vectorised steps over all
+        N nodes), then the walk is one gather per level."""
+        steps = self.child + (views.take(self.view) > self.cut)  # each node's next node
         index = self.roots
         for _ in range(self.depth):
             index = steps.take(index)
@@ -189,7 +185,8 @@ def concatenate(trees: list, dtype, categories: tuple | None = None,
 
     trees: per tree (feature, threshold, nan_left, left, right), children -1 at leaves,
     thresholds already in the `<=` form. categories: (per tree a {node: table} dict, width),
-    each table a bool array of width + 2 (Categories); zeros: per tree an (N_t,) bool array.
+    each table a bool array of width + 2 saying which codes go left (Views); zeros: per
+    tree an (N_t,) bool array of LightGBM's zero_as_missing nodes.
     """
     sizes = [len(t[0]) for t in trees]
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
@@ -200,8 +197,6 @@ def concatenate(trees: list, dtype, categories: tuple | None = None,
     right = np.concatenate([np.where(t[4] < 0, -1, t[4] + o) for t, o in zip(trees, offsets)])
     leaf = left < 0
     feature[leaf] = 0
-    threshold[leaf] = np.inf
-    nan_left[leaf] = True
     # Level by level over every tree at once: each split's children, side by side.
     order, level, depth = [offsets], offsets, 0
     while True:
@@ -217,44 +212,66 @@ def concatenate(trees: list, dtype, categories: tuple | None = None,
     new = np.empty(len(order), dtype=np.intp)
     new[order] = np.arange(len(order))
     child = np.where(leaf, new, new[np.where(leaf, 0, left)])[order]
-    feature, threshold = feature[order], threshold[order]
-    table = _categories(*categories, offsets, len(feature)) if categories else None
-    if table is not None:
-        nodes, slot = table.nodes[order], table.slot[order]
-        splits = np.flatnonzero(nodes)
-        virtual_feature = feature + len(splits)
-        virtual_feature[splits] = np.arange(len(splits))
-        virtual_threshold = threshold.copy()
-        virtual_threshold[splits] = 0.5
-        table = Categories(nodes, slot, table.table, table.width, feature[splits], slot[splits],
-                           virtual_feature, virtual_threshold)
-    return Forest(dtype, feature, threshold, ~nan_left[order], child,
-                  new[offsets], depth, order, table,
-                  Zeros(np.concatenate(zeros)[order]) if zeros is not None else None)
+    tables = _tables(*categories, offsets, len(feature)) if categories else {}
+    zero = np.concatenate(zeros) if zeros is not None else np.zeros(len(feature), dtype=bool)
+    views, view, cut = _views(dtype, feature, threshold, ~nan_left, zero, leaf, tables,
+                              categories[1] if categories else 0)
+    return Forest(views, view[order], cut[order], child, new[offsets], depth, feature[order],
+                  order)
 
 
-def _categories(per_tree: list, width: int, offsets, count: int) -> Categories | None:
-    nodes = np.zeros(count, dtype=bool)
-    slot = np.zeros(count, dtype=np.intp)
-    tables = []
-    for splits, offset in zip(per_tree, offsets.tolist()):
-        for i, table in splits.items():
-            nodes[offset + i] = True
-            slot[offset + i] = len(tables)
-            tables.append(table)
-    if not tables:
-        return None
-    # Stored as "goes right", flattened: a node's entry is slot + code.
-    return Categories(nodes, slot * (width + 2), ~np.array(tables, dtype=bool).ravel(), width)
+def _tables(per_tree: list, width: int, offsets, count: int) -> dict:
+    """{node: bytes of its table, as "goes right"} over the concatenated trees."""
+    return {offset + i: (~np.asarray(table, dtype=bool)).tobytes()
+            for splits, offset in zip(per_tree, offsets.tolist()) for i, table in splits.items()}
 
 
-def summed(values: np.ndarray, leaves: np.ndarray, start) -> np.ndarray:
-    """start + each tree's leaf value, added one tree after another: (rows,) for values (N,)
-    and leaves (rows, trees), in values' dtype."""
-    terms = np.empty((len(leaves), leaves.shape[1] + 1), dtype=values.dtype)
-    terms[:, 0] = start
-    values.take(leaves, out=terms[:, 1:])
-    return np.cumsum(terms, axis=1, out=terms)[:, -1]
+def _views(dtype, feature, threshold, nan_right, zero, leaf, tables: dict, width: int):
+    """(Views, each node's view, each node's cut) in the trees' own node numbering."""
+    count = len(feature)
+    cut = threshold.copy()
+    cut[leaf] = np.inf
+    keys = np.empty(count, dtype=object)  # (rule's place, column, table) of each split
+    missing_cut = np.isinf(threshold) & (threshold > 0)
+    for i in np.flatnonzero(~leaf).tolist():
+        j = int(feature[i])
+        if i in tables:
+            keys[i], cut[i] = (len(RULES) + 1, j, tables[i]), 0.5
+        elif not nan_right[i]:
+            keys[i] = (RULES.index(_zero_left) + 1 if zero[i] else 0, j, b"")
+        elif missing_cut[i]:
+            keys[i], cut[i] = (RULES.index(_zero_is_missing if zero[i] else _is_missing) + 1,
+                               j, b""), 0.5
+        else:
+            keys[i] = (RULES.index(_zero_right if zero[i] else _missing_right) + 1, j, b"")
+    distinct = sorted(set(keys[~leaf].tolist())) or [(0, 0, b"")]  # one view at least
+    number = {key: n for n, key in enumerate(distinct)}
+    view = np.array([number.get(key, 0) for key in keys.tolist()], dtype=np.intp)
+    places = np.array([key[0] for key in distinct])
+    rules = tuple((rule, int(np.searchsorted(places, place + 1)),
+                   int(np.searchsorted(places, place + 1, side="right")))
+                  for place, rule in enumerate(RULES) if (places == place + 1).any())
+    first = int(np.searchsorted(places, len(RULES) + 1))
+    chosen = [np.frombuffer(key[2], dtype=bool) for key in distinct[first:]]
+    views = Views(dtype, np.array([key[1] for key in distinct], dtype=np.intp), rules, first,
+                  np.arange(len(chosen), dtype=np.intp) * (width + 2) if chosen else None,
+                  np.concatenate(chosen) if chosen else None, width)
+    return views, view, cut
+
+
+def summed(values: np.ndarray, leaves: np.ndarray, start=None) -> np.ndarray:
+    """start + each tree's leaf value, added one tree after another, in values' dtype:
+    (rows,) for values (N,) and leaves (trees, rows); (rows, K) for values (N, K)."""
+    first = 0 if start is None else 1
+    terms = np.empty((first + len(leaves),) + leaves.shape[1:] + values.shape[1:],
+                     dtype=values.dtype)
+    terms[:first] = start
+    values.take(leaves, axis=0, out=terms[first:], mode="wrap")
+    if terms.shape[1] < ADDED_ROW_BY_ROW:
+        return np.cumsum(terms, axis=0)[-1]
+    # Along the slow axis NumPy adds one tree after another (pairwise summation is along
+    # the fast one only), many rows per instruction.
+    return np.add.reduce(terms, axis=0)
 
 
 @dataclass(frozen=True)
@@ -273,6 +290,13 @@ class Recode:
             hit = len(known) > 0 and (known[index] == values)
             Z[:, j] = np.where(hit, index, np.nan)
         return Z
+
+
+@functools.cache
+def _threads(process: int) -> ThreadPoolExecutor:
+    """The threads a batch is computed on, made on first use in each process (a fork
+    inherits none of its parent's threads, so a pool made before it would wait forever)."""
+    return ThreadPoolExecutor(settings.TREE_THREADS, thread_name_prefix="trees")
 
 
 @dataclass(frozen=True)
@@ -300,18 +324,29 @@ class Ensemble:
         return self.link.kind
 
     def scores(self, X: np.ndarray) -> np.ndarray:
-        """(rows, K): the summed (or averaged) trees, as the library adds them."""
+        """(rows, K): the summed (or averaged) trees, as the library adds them; a batch in
+        blocks of about BLOCK_CELLS cells, as many for each thread."""
+        blocks = -(-len(X) * len(self.forest.roots) // BLOCK_CELLS)
+        if blocks <= 1:
+            return self._scores(X)
+        threads = settings.TREE_THREADS
+        size = -(-len(X) // (-(-blocks // threads) * threads))
+        parts = [X[i:i + size] for i in range(0, len(X), size)]
+        pool = _threads(os.getpid()) if threads > 1 else None
+        return np.concatenate(list((pool.map if pool else map)(self._scores, parts)))
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
         Z = self.columns.transform(X)
         leaves = self.forest.leaves(Z if self.recode is None else self.recode.transform(Z))
         if self.average:
-            total = np.cumsum(self.values[leaves], axis=1)[:, -1]
+            total = summed(self.values, leaves)
             total /= len(self.forest.roots)
             return total if total.ndim == 2 else total[:, None]
         if len(self.start) == 1:
             return summed(self.values, leaves, self.start[0])[:, None]
-        scores = np.empty((len(leaves), len(self.start)), dtype=self.values.dtype)
+        scores = np.empty((leaves.shape[1], len(self.start)), dtype=self.values.dtype)
         for k, start in enumerate(self.start):
-            scores[:, k] = summed(self.values, leaves[:, self.groups == k], start)
+            scores[:, k] = summed(self.values, leaves[self.groups == k], start)
         return scores
 
     def predict(self, X: np.ndarray, probabilities: bool):

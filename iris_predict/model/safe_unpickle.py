@@ -21,13 +21,15 @@ never imports scikit-learn. A short list of other common estimators
 (FALLBACK) is served by scikit-learn itself: a pickle that names one raises
 NeedsScikitLearn when read with stand-ins, and artifact.py reads it again
 with stand_ins=False, where every allowed global is imported for real.
-joblib stores numpy arrays as a NumpyArrayWrapper followed by raw bytes, so
-we subclass joblib's own NumpyUnpickler (which swaps the wrappers for arrays)
-instead of plain pickle.Unpickler; joblib 1.6 routes the nested pickles of
-object arrays (a OneHotEncoder's categories) through the same `find_class`,
-so their contents are checked too. Only plain (uncompressed) joblib files of
-the current format are read: the older format keeps arrays in companion
-files and is refused.
+joblib stores numpy arrays as a NumpyArrayWrapper followed by raw bytes; the
+unpickler here reads that format itself, as joblib's NumpyUnpickler does (a
+BUILD that leaves a wrapper on the stack is followed by the array's bytes), so
+serving never imports joblib (~17 ms of a cold start, docs/performance.md).
+An array's bytes are checked to be in the file before anything is allocated
+for them, and the nested pickles of object arrays (a OneHotEncoder's
+categories) go through the same `find_class`, so their contents are checked
+too. Only plain (uncompressed) joblib files of the current format are read:
+the older format keeps arrays in companion files and is refused.
 
 What it does not cover: numpy.dtype and numpy's array and scalar
 constructors still run their own reconstruction code, the fallback
@@ -40,8 +42,9 @@ purpose, after recording what its pickles name.
 import difflib
 import io
 import pickle
+import sys
 
-from joblib.numpy_pickle import NumpyUnpickler
+import numpy as np
 
 from iris_predict.model import boosters, estimators, trees
 
@@ -119,18 +122,64 @@ class NeedsScikitLearn(Exception):
     """The pickle names an allowed class that has no stand-in: read it with scikit-learn."""
 
 
-class AllowlistUnpickler(NumpyUnpickler):
-    """joblib's unpickler, restricted to ALLOWED globals, with stand-ins or without."""
+class ArrayWrapper:
+    """joblib's NumpyArrayWrapper: the dtype, shape and order of the array whose bytes
+    follow it in the file (after a byte of padding length and the padding, which aligns
+    them)."""
+
+    def read(self, unpickler) -> np.ndarray:
+        """The array, from the bytes after the wrapper, in the host's byte order."""
+        file = unpickler.file
+        dtype, shape = self.dtype, tuple(int(n) for n in self.shape)
+        if dtype.hasobject:  # a nested pickle of the objects, read by the same allowlist
+            inner = pickle._Unpickler(file)
+            inner.find_class = unpickler.find_class
+            array = inner.load()
+        else:
+            if getattr(self, "numpy_array_alignment_bytes", None) is not None:
+                file.read(int.from_bytes(file.read(1), "little"))
+            size = dtype.itemsize * int(np.prod(shape, dtype=object))
+            if size > unpickler.size - file.tell():
+                raise pickle.UnpicklingError("the file ends inside an array")
+            data = bytearray(size)
+            file.readinto(data)
+            array = np.frombuffer(data, dtype=dtype)
+            array = (array.reshape(shape[::-1]).transpose() if self.order == "F"
+                     else array.reshape(shape))
+        if array.dtype.byteorder == NON_NATIVE:
+            array = array.byteswap().view(array.dtype.newbyteorder("="))
+        return array
+
+
+NON_NATIVE = ">" if sys.byteorder == "little" else "<"
+WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
+
+
+class AllowlistUnpickler(pickle._Unpickler):
+    """Python's own unpickler (the C one has no BUILD to hook) reading joblib's format,
+    restricted to ALLOWED globals, with stand-ins or without."""
+
+    dispatch = pickle._Unpickler.dispatch.copy()
 
     def __init__(self, data: bytes, stand_ins: bool):
-        super().__init__("", io.BytesIO(data), ensure_native_byte_order=True)
+        self.file, self.size = io.BytesIO(data), len(data)
+        super().__init__(self.file)
         self.stand_ins = stand_ins
+
+    def load_build(self):
+        super().load_build()
+        if isinstance(self.stack[-1], ArrayWrapper):
+            self.stack.append(self.stack.pop().read(self))
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def find_class(self, module, name):
         if (module, name) not in ALLOWED:
             nearest = nearest_served(module, name)
             raise RefusedGlobal(f"refused global {module}.{name}: not in the allowlist" + (
                 f"; the nearest served: {', '.join(nearest)}" if nearest else ""))
+        if (module, name) == WRAPPER:
+            return ArrayWrapper
         if self.stand_ins:
             if (module, name) in STAND_INS:
                 return STAND_INS[module, name]
