@@ -212,7 +212,7 @@ def concatenate(trees: list, dtype, categories: tuple | None = None,
     new = np.empty(len(order), dtype=np.intp)
     new[order] = np.arange(len(order))
     child = np.where(leaf, new, new[np.where(leaf, 0, left)])[order]
-    tables = _tables(*categories, offsets, len(feature)) if categories else {}
+    tables = _tables(categories[0], offsets) if categories else {}
     zero = np.concatenate(zeros) if zeros is not None else np.zeros(len(feature), dtype=bool)
     views, view, cut = _views(dtype, feature, threshold, ~nan_left, zero, leaf, tables,
                               categories[1] if categories else 0)
@@ -220,40 +220,50 @@ def concatenate(trees: list, dtype, categories: tuple | None = None,
                   order)
 
 
-def _tables(per_tree: list, width: int, offsets, count: int) -> dict:
-    """{node: bytes of its table, as "goes right"} over the concatenated trees."""
-    return {offset + i: (~np.asarray(table, dtype=bool)).tobytes()
+def _tables(per_tree: list, offsets) -> dict:
+    """{node: its table, as "goes right"} over the concatenated trees."""
+    return {offset + i: ~np.asarray(table, dtype=bool)
             for splits, offset in zip(per_tree, offsets.tolist()) for i, table in splits.items()}
 
 
 def _views(dtype, feature, threshold, nan_right, zero, leaf, tables: dict, width: int):
-    """(Views, each node's view, each node's cut) in the trees' own node numbering."""
-    count = len(feature)
+    """(Views, each node's view, each node's cut) in the trees' own node numbering: a view
+    per distinct (rule, column, table) among the splits, in that order."""
     cut = threshold.copy()
     cut[leaf] = np.inf
-    keys = np.empty(count, dtype=object)  # (rule's place, column, table) of each split
-    missing_cut = np.isinf(threshold) & (threshold > 0)
-    for i in np.flatnonzero(~leaf).tolist():
-        j = int(feature[i])
-        if i in tables:
-            keys[i], cut[i] = (len(RULES) + 1, j, tables[i]), 0.5
-        elif not nan_right[i]:
-            keys[i] = (RULES.index(_zero_left) + 1 if zero[i] else 0, j, b"")
-        elif missing_cut[i]:
-            keys[i], cut[i] = (RULES.index(_zero_is_missing if zero[i] else _is_missing) + 1,
-                               j, b""), 0.5
-        else:
-            keys[i] = (RULES.index(_zero_right if zero[i] else _missing_right) + 1, j, b"")
-    distinct = sorted(set(keys[~leaf].tolist())) or [(0, 0, b"")]  # one view at least
-    number = {key: n for n, key in enumerate(distinct)}
-    view = np.array([number.get(key, 0) for key in keys.tolist()], dtype=np.intp)
-    places = np.array([key[0] for key in distinct])
-    rules = tuple((rule, int(np.searchsorted(places, place + 1)),
+    # Each split's rule, as its place in (value, *RULES, category).
+    on_missing = ~leaf & nan_right & np.isinf(threshold) & (threshold > 0)
+    rule = np.select(
+        [~nan_right & zero, on_missing & zero, on_missing, nan_right & zero, nan_right],
+        [RULES.index(r) + 1 for r in (_zero_left, _zero_is_missing, _is_missing, _zero_right,
+                                      _missing_right)], 0)
+    cut[on_missing] = 0.5
+    table = np.full(len(feature), -1)
+    distinct_tables = {}
+    for node, goes_right in tables.items():
+        table[node] = distinct_tables.setdefault(goes_right.tobytes(), len(distinct_tables))
+    categorical = table >= 0
+    rule[categorical], cut[categorical] = len(RULES) + 1, 0.5
+    splits = np.flatnonzero(~leaf)
+    # (rule, column, table) as one integer, in that order: np.unique of a row of three sorts
+    # rows as records, ten times slower.
+    columns, kinds = int(feature.max(initial=0)) + 1, len(distinct_tables) + 1
+    keys = (rule[splits] * columns + feature[splits]) * kinds + table[splits] + 1
+    distinct, found = np.unique(keys if len(splits) else np.zeros(1, int),
+                                return_inverse=True)  # one view at least
+    distinct = np.stack([distinct // kinds // columns, distinct // kinds % columns,
+                         distinct % kinds - 1], axis=1)
+    view = np.zeros(len(feature), dtype=np.intp)
+    view[splits] = found.ravel()[:len(splits)]
+    places = distinct[:, 0]
+    rules = tuple((r, int(np.searchsorted(places, place + 1)),
                    int(np.searchsorted(places, place + 1, side="right")))
-                  for place, rule in enumerate(RULES) if (places == place + 1).any())
+                  for place, r in enumerate(RULES) if (places == place + 1).any())
     first = int(np.searchsorted(places, len(RULES) + 1))
-    chosen = [np.frombuffer(key[2], dtype=bool) for key in distinct[first:]]
-    views = Views(dtype, np.array([key[1] for key in distinct], dtype=np.intp), rules, first,
+    chosen = [np.frombuffer(goes_right, dtype=bool) for goes_right, n in
+              sorted(distinct_tables.items(), key=lambda item: item[1])]
+    chosen = [chosen[t] for t in distinct[first:, 2]]
+    views = Views(dtype, distinct[:, 1].astype(np.intp), rules, first,
                   np.arange(len(chosen), dtype=np.intp) * (width + 2) if chosen else None,
                   np.concatenate(chosen) if chosen else None, width)
     return views, view, cut
