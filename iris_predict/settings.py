@@ -57,7 +57,8 @@ EXPLAIN_MAX_ROWS = _positive_int("EXPLAIN_MAX_ROWS", 100)
 
 # Threads a tree model's batch of more than 256 rows is computed on (forest.py), as XGBoost
 # and HistGradientBoosting default theirs: every CPU the instance may run on.
-TREE_THREADS = _positive_int("TREE_THREADS", len(os.sched_getaffinity(0)))
+TREE_THREADS = _positive_int("TREE_THREADS", len(os.sched_getaffinity(0))
+                             if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)  # macOS
 
 # Seconds a connection may take to send a request's headers before it is closed with
 # 408; slow-header (slowloris) clients cannot hold connections longer.
