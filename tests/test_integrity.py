@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 
@@ -10,7 +11,7 @@ import joblib
 import numpy as np
 import pytest
 
-from iris_predict.model import artifact
+from iris_predict.model import artifact, safe_unpickle
 from iris_predict import settings
 from iris_predict.model.artifact import ModelUnavailable
 from harness import FunctionServer, children
@@ -192,3 +193,34 @@ def test_damaged_model_is_503_logged_once_without_crash_loop(case, tmp_path):
                   if "model unavailable" in line]
     assert len(logged) == 1
     assert logged[0]["severity"] == "ERROR" and DAMAGED[case][2] in logged[0]["message"]
+
+
+@pytest.mark.parametrize("stand_ins", [True, False], ids=["stand-ins", "scikit-learn's"])
+def test_an_array_of_negative_shape_is_refused_before_it_is_read(stand_ins):
+    """A wrapper whose shape multiplies out positive from negative sizes, as no array's
+    does: refused, whichever unpickler reads it (the C one with stand-ins)."""
+    from joblib.numpy_pickle import NumpyArrayWrapper
+    wrapper = NumpyArrayWrapper(np.ndarray, (-2, -3), "C", np.dtype(np.float64),
+                                numpy_array_alignment_bytes=None)
+    with pytest.raises(pickle.UnpicklingError, match=r"an array of shape \(-2, -3\)"):
+        safe_unpickle.loads(pickle.dumps(wrapper, protocol=5) + bytes(48), stand_ins)
+
+
+def test_stand_ins_read_the_arrays_in_place(tmp_path):
+    """With stand-ins, a forest's arrays are read-only views of the file's bytes (no second
+    copy at the load's peak), equal to scikit-learn's."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    X, y = load_iris(return_X_y=True)
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    joblib.dump(forest, tmp_path / "forest.joblib")
+    data = (tmp_path / "forest.joblib").read_bytes()
+    loaded = safe_unpickle.loads(data)
+    for fitted, read in zip(forest.estimators_, loaded.estimators_):
+        state = read.tree_.__dict__
+        assert not state["nodes"].flags.writeable
+        assert np.shares_memory(state["nodes"], np.frombuffer(data, np.uint8))
+        np.testing.assert_array_equal(state["nodes"], fitted.tree_.__getstate__()["nodes"])
+        np.testing.assert_array_equal(state["values"], fitted.tree_.value)
+    own = safe_unpickle.loads(data, stand_ins=False)  # scikit-learn's, with copies
+    np.testing.assert_array_equal(own.predict_proba(X), forest.predict_proba(X))

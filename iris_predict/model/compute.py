@@ -2,11 +2,15 @@
 an Ensemble of trees (trees.py, boosters.py), whichever can take the fitted model exactly.
 None means scikit-learn's own methods serve it (docs/model.md lists what is which)."""
 
+import importlib
 import math
 
-from iris_predict.model import boosters, estimators, trees
+from iris_predict.model import estimators
 
-BUILDERS = (estimators.linear, trees.ensemble, boosters.ensemble)
+# (module, function), tried in turn. The tree evaluators' modules are imported only where
+# the model is not linear: a linear model's cold start imports none of them (~5 ms).
+BUILDERS = (("iris_predict.model.estimators", "linear"), ("iris_predict.model.trees", "ensemble"),
+            ("iris_predict.model.boosters", "ensemble"))
 
 
 def means(shape) -> list:
@@ -16,7 +20,8 @@ def means(shape) -> list:
 
 def with_numpy(estimator, shape):
     """The Linear or Ensemble that computes this tree of stand-ins, or None."""
-    for build in BUILDERS:
+    for module, name in BUILDERS:
+        build = getattr(importlib.import_module(module), name)
         try:
             return build(estimator, shape, means(shape))
         except estimators.Unsupported:

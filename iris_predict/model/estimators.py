@@ -16,9 +16,8 @@ then Z @ coef_.T + intercept_), so the scores are bitwise scikit-learn's
 (tests/test_fast_path.py, tests/test_train.py).
 """
 
-import dataclasses
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -115,8 +114,7 @@ MULTINOMIAL, BINARY, REGRESSION = "multinomial", "binary", "regression"
 AVERAGE_ROW, EXPECTED_SCORE = "average training row", "expected score"
 
 
-@dataclass(frozen=True)
-class Ordinals:
+class Ordinals(NamedTuple):
     """OrdinalEncoder columns, all at once: a served category code -> the encoder's code."""
 
     inputs: np.ndarray       # (k,) intp: input columns
@@ -149,8 +147,7 @@ class Ordinals:
         Z[:, self.outputs] = np.where(missing, self.missing, values)
 
 
-@dataclass(frozen=True)
-class Columns:
+class Columns(NamedTuple):
     """A ColumnTransformer's arithmetic: served X (n, F) -> Z (n, width) as it would output."""
 
     width: int
@@ -220,10 +217,10 @@ class Columns:
         categories = tuple((column, np.where(out >= 0, new[out], -1),
                             new[fill] if fill >= 0 else -1)
                            for column, out, fill in self.categories)
-        return dataclasses.replace(
-            self, number_out=new[self.number_out], categories=categories,
-            ordinals=dataclasses.replace(ordinals, outputs=new[ordinals.outputs], table=table,
-                                         missing=missing))
+        return self._replace(
+            number_out=new[self.number_out], categories=categories,
+            ordinals=ordinals._replace(outputs=new[ordinals.outputs], table=table,
+                                       missing=missing))
 
 
 def _index_in(known: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -233,8 +230,7 @@ def _index_in(known: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(found, index, np.nan)
 
 
-@dataclass(frozen=True)
-class Linear:
+class Linear(NamedTuple):
     """A linear model's scores from served X: Z(X) @ coef.T + intercept."""
 
     kind: str                # MULTINOMIAL, BINARY or REGRESSION

@@ -27,6 +27,7 @@ import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -82,8 +83,7 @@ def _zero_is_missing(v):
 RULES = (_missing_right, _is_missing, _zero_left, _zero_right, _zero_is_missing)
 
 
-@dataclass(frozen=True)
-class Views:
+class Views(NamedTuple):
     """The columns the nodes compare: each is one column of Z read by one rule.
 
     Views of the same rule are side by side (`rules`: (rule, start, stop) each), values
@@ -120,8 +120,7 @@ class Views:
         return codes
 
 
-@dataclass(frozen=True)
-class Forest:
+class Forest(NamedTuple):
     """All the trees' nodes, numbered level by level so that a node's two children are
     next to each other: a row's next node is child + (does it go right), one gather and
     one add per level instead of choosing between two."""
@@ -284,8 +283,7 @@ def summed(values: np.ndarray, leaves: np.ndarray, start=None) -> np.ndarray:
     return np.add.reduce(terms, axis=0)
 
 
-@dataclass(frozen=True)
-class Recode:
+class Recode(NamedTuple):
     """Columns reordered, the first len(known) of them replaced by their index in known
     (sorted values; another value, or a missing one, becomes NaN)."""
 

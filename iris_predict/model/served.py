@@ -20,11 +20,9 @@ import numpy as np
 
 from iris_predict import settings
 from iris_predict.errors import InvalidRequest, ModelLoading, ModelUnavailable, PayloadTooLarge
-from iris_predict.model import artifact, compute, estimators, forest, signature
+from iris_predict.model import artifact, compute, estimators, signature
 
 log = logging.getLogger(__name__)
-# What has an exact explanation: a linear model's score, a tree ensemble's (TreeSHAP).
-EXPLAINED = (estimators.Linear, forest.Ensemble)
 FEW_ROWS = 16  # below this, a loop in Python beats NumPy's overhead per call
 VERSION_DIGITS = 12  # of the model file's SHA-256: the model's version
 # What state() answers.
@@ -112,7 +110,7 @@ class Model:
                 f"without explain", body_read=True)
 
     def _explained(self):
-        if not isinstance(self.computed, EXPLAINED):
+        if self.measured_from is None:  # neither a linear model nor a tree ensemble
             raise InvalidRequest(
                 f"explanations need a linear model or a tree ensemble, whose score splits "
                 f"exactly into one share per feature; the served model is "

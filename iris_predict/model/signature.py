@@ -11,7 +11,7 @@ with a message naming the field.
 """
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
@@ -27,8 +27,7 @@ class SignatureError(ValueError):
     """model.json does not describe a model this function can serve."""
 
 
-@dataclass(frozen=True, slots=True)
-class Feature:
+class Feature(NamedTuple):
     """One input column, in the order the estimator takes them."""
 
     name: str
@@ -67,8 +66,7 @@ class Feature:
         return f"a number {' and '.join(parts)}{unit}" if parts else f"a finite number{unit}"
 
 
-@dataclass(frozen=True, slots=True)
-class Signature:
+class Signature(NamedTuple):
     """The model as model.json describes it."""
 
     name: str

@@ -26,7 +26,7 @@ few array operations over (rows, leaves, features) instead of a Python loop per 
 values plus the base (the expected score, sum v * prod z) add up to the row's score.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,8 +35,7 @@ import numpy as np
 CELLS = 1 << 20
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):
     """Every leaf's path from its tree's root, its distinct features in `slots` columns;
     a leaf with fewer pads its last slots with z = o = 1, a factor of 1 that adds 0."""
 
@@ -104,8 +103,7 @@ def paths(child: np.ndarray, roots: np.ndarray, feature: np.ndarray,
     return Paths(leaf, tree, steps, right, slot, features, zero)
 
 
-@dataclass(frozen=True)
-class Explainer:
+class Explainer(NamedTuple):
     """The SHAP values of one score (a class's, or the value) from some of the leaves."""
 
     steps: np.ndarray    # (L, K), right and slot: as Paths, for these leaves

@@ -5,7 +5,7 @@ BigQuery's reply forms are named here, once, so that both agree on them.
 """
 
 import enum
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,8 +25,7 @@ class Kind(enum.Enum):
 CLASS, JSON = "class", "json"
 
 
-@dataclass(slots=True)
-class Batch:
+class Batch(NamedTuple):
     """Validated rows to predict and how the answer should be shaped."""
 
     kind: Kind
@@ -36,8 +35,8 @@ class Batch:
     explain: bool = False          # include each feature's contribution (docs/api.md)
     table: bool = False            # answer as a CSV table (Accept: text/csv)
     total: int = 0                 # calls only: rows sent, including NULL rows
-    present: list = field(default_factory=list)  # calls only: indices of non-NULL rows
-    unknown: list = field(default_factory=list)  # (row, feature, value): unseen categories
+    present: list | tuple = ()  # calls only: indices of non-NULL rows
+    unknown: list | tuple = ()  # (row, feature, value): unseen categories
     passthrough: tuple = ()        # CSV: (header, rows) of columns the model does not use
     options: object = None         # V2 only: the id and outputs asked for (open_inference)
 

@@ -15,7 +15,7 @@ default.
 
 import re
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -71,8 +71,7 @@ def outputs(signature) -> tuple:
     return (PREDICT, PREDICT_PROBA) if signature.classifier else (PREDICT,)
 
 
-@dataclass(frozen=True, slots=True)
-class Options:
+class Options(NamedTuple):
     """What an inference request asks of the answer, besides the rows."""
 
     id: str | None
