@@ -297,6 +297,9 @@ def contributions(flower: dict) -> tuple:
 def why_bars(page, flower: dict) -> list:
     """Predict a flower on the page; (row locator, fill box, track box) per "why" bar."""
     fill(page, flower)
+    # A second answer has as many bars as the first: without this, the count below could
+    # be the first answer's, read while the page replaces its bars (a box of None).
+    page.locator("#why").evaluate("list => list.replaceChildren()")
     page.get_by_role("button", name="Predict species").click()
     expect(page.locator("#why li")).to_have_count(len(flower))
     return [(row, row.locator(".why-fill").bounding_box(), row.locator(".why-track").bounding_box())
