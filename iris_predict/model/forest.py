@@ -48,11 +48,13 @@ BLOCK_CELLS = 1 << 16
 # 360, which adds a row at a time). Both add in order, but with one row the trees' axis is
 # the fast one, where reduce adds pairwise; below this many rows, np.cumsum.
 ADDED_ROW_BY_ROW = 8
-# One row: every node decided at once where the forest has at most this many nodes per
-# (tree x level) the walk visits; with more (deep forests: 60 per visit in a depth-10 random
-# forest) deciding nodes the row never reaches costs more than a level's gathers (measured
-# on the bench's models: XGBoost 300x6, 7 nodes per visit, 82 µs against 117).
-EVERY_NODE = 8
+# One row: the nodes of the first levels are all decided at once (three vectorised steps),
+# then a level costs one gather; the deeper levels, wider than this many nodes per tree,
+# are walked as a batch is, deciding only the nodes the row reaches. (Measured on the bench's
+# models, one row's walk in µs, by the levels decided at once, 0 to all: HistGradientBoosting
+# 22, 20, 18, 17, 16 (levels of up to 7 nodes a tree), 17, 21; XGBoost 22 ... 16, 16 (up to
+# 8.7), 15, 16; a depth-10 random forest 26 ... 21, 20 (up to 8), 21, 27 ... 60.)
+DECIDED_AT_ONCE = 9
 
 
 # How a view reads its feature, in place on a block of views (rows x views of that rule).
@@ -133,7 +135,9 @@ class Forest(NamedTuple):
     roots: np.ndarray           # (T,) intp
     depth: int                  # levels below the deepest tree's root
     feature: np.ndarray         # (N,) intp: the column of Z each node tests (explanations)
-    order: np.ndarray | None = None  # (N,) the node each one was in the trees given
+    order: np.ndarray           # (N,) the node each one was in the trees given
+    deep: int                   # the first level walked node by node for one row (_one_row)
+    decided: int                # the nodes above it
 
     def renumbered(self, values: np.ndarray) -> np.ndarray:
         """Per-node values of the trees as given (concatenated), in this Forest's order."""
@@ -142,7 +146,7 @@ class Forest(NamedTuple):
     def leaves(self, Z: np.ndarray) -> np.ndarray:
         """(trees, rows): the leaf each row reaches in each tree."""
         V = self.views.of(Z)
-        if len(V) == 1 and len(self.view) <= EVERY_NODE * len(self.roots) * self.depth:
+        if len(V) == 1:
             return self._one_row(V[0])[:, None]
         n, width = V.shape
         flat = V.ravel()
@@ -169,12 +173,17 @@ class Forest(NamedTuple):
         return self.views.of(Z)[:, self.view] > self.cut
 
     def _one_row(self, views) -> np.ndarray:
-        """One row's leaves: every node's decision at once (two vectorised steps over all
-        N nodes), then the walk is one gather per level."""
-        steps = self.child + (views.take(self.view) > self.cut)  # each node's next node
+        """One row's leaves: every decision of the first `decided` nodes at once (the
+        levels above `deep`), a gather per level; below, the nodes the row reaches."""
+        steps = self.child[:self.decided] + (
+            views.take(self.view[:self.decided]) > self.cut[:self.decided])
         index = self.roots
-        for _ in range(self.depth):
+        for _ in range(self.deep):
             index = steps.take(index)
+        for _ in range(self.depth - self.deep):
+            right = views.take(self.view.take(index)) > self.cut.take(index)
+            index = self.child.take(index)
+            index += right
         return index
 
 
@@ -205,6 +214,9 @@ def concatenate(trees: list, dtype, categories: tuple | None = None,
         level = np.stack([left[splits], right[splits]], axis=1).ravel()
         order.append(level)
         depth += 1
+    widths = [len(level) for level in order]
+    deep = next((d for d, nodes in enumerate(widths[:depth])
+                 if nodes > DECIDED_AT_ONCE * len(offsets)), depth)
     order = np.concatenate(order)
     if len(order) != len(feature):
         raise ValueError("the trees' nodes are not each reached once from their roots")
@@ -216,7 +228,7 @@ def concatenate(trees: list, dtype, categories: tuple | None = None,
     views, view, cut = _views(dtype, feature, threshold, ~nan_left, zero, leaf, tables,
                               categories[1] if categories else 0)
     return Forest(views, view[order], cut[order], child, new[offsets], depth, feature[order],
-                  order)
+                  order, deep, sum(widths[:deep]))
 
 
 def _tables(per_tree: list, offsets) -> dict:
