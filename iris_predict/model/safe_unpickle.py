@@ -176,8 +176,8 @@ class Reader:
     stand-ins only read) or copies (scikit-learn's own classes may write to theirs)."""
 
     def __init__(self, data: bytes, views: bool, find_class):
-        self.data, self.file, self.views, self.find_class = data, io.BytesIO(data), views, \
-            find_class
+        self.data, self.file = data, io.BytesIO(data)
+        self.views, self.find_class = views, find_class
 
     def array(self, dtype: np.dtype, shape, order: str, alignment) -> np.ndarray:
         """The array whose bytes are next in the file, in the host's byte order."""
