@@ -114,37 +114,47 @@ MULTINOMIAL, BINARY, REGRESSION = "multinomial", "binary", "regression"
 AVERAGE_ROW, EXPECTED_SCORE = "average training row", "expected score"
 
 
+# A served category is its index among the signature's categories, -1 if training never saw
+# it (protocols/rows.py), NaN if missing: taken as -2 where a code must be an index.
+UNKNOWN_CODE, MISSING_CODE = -1, -2
+
+
 class Ordinals(NamedTuple):
-    """OrdinalEncoder columns, all at once: a served category code -> the encoder's code."""
+    """OrdinalEncoder columns, all at once: a served category code -> the encoder's code.
+
+    Each column's row of `table` is [code of a missing value, code of an unknown category,
+    code of each signature code...], so that the served code + 2 (missing: -2, unknown: -1)
+    + the row's start (`starts`) is one gather for every cell, missing and unknown ones too.
+    """
 
     inputs: np.ndarray       # (k,) intp: input columns
     outputs: np.ndarray      # (k,) intp: output columns
-    table: np.ndarray        # (k, longest + 1): the code of each signature code; the last
-                             # column, picked by -1, is an unknown category's
-    missing: np.ndarray      # (k,): the code of a missing value
+    table: np.ndarray        # (k, longest + 2): as above, NaN past a column's codes
+    starts: np.ndarray       # (k,) intp: where each row's signature codes start, flattened
     refuse: np.ndarray       # (k,) bool: refuse an unknown category (handle_unknown="error")
+    refusing: bool           # refuse.any()
 
     @classmethod
     def of(cls, found: list) -> "Ordinals":
         """From (input, output, codes per signature code + [unknown], missing, refuse)."""
-        longest = max(len(codes) for _, _, codes, _, _ in found)
-        table = np.full((len(found), longest), np.nan)
-        for row, (_, _, codes, _, _) in zip(table, found):
-            row[:len(codes) - 1], row[-1] = codes[:-1], codes[-1]
-        inputs, outputs, _, missing, refuse = zip(*found)
+        width = max(len(codes) for _, _, codes, _, _ in found) + 1
+        table = np.full((len(found), width), np.nan)
+        for row, (_, _, codes, missing, _) in zip(table, found):
+            row[:2], row[2:len(codes) + 1] = (missing, codes[-1]), codes[:-1]
+        inputs, outputs, _, _, refuse = zip(*found)
+        refuse = np.array(refuse, dtype=bool)
         return cls(np.array(inputs, dtype=np.intp), np.array(outputs, dtype=np.intp), table,
-                   np.array(missing, dtype=float), np.array(refuse, dtype=bool))
+                   np.arange(len(found), dtype=np.intp) * width + 2, refuse, bool(refuse.any()))
 
     def fill(self, X: np.ndarray, Z: np.ndarray):
         codes = X[:, self.inputs]
-        missing = np.isnan(codes)
-        picked = np.where(missing, -1, codes).astype(np.intp)
-        if self.refuse.any():
-            refused = (picked == -1) & ~missing & self.refuse
+        picked = np.where(np.isnan(codes), MISSING_CODE, codes).astype(np.intp)
+        if self.refusing:
+            refused = (picked == UNKNOWN_CODE) & self.refuse
             if refused.any():
                 raise UnknownCategory(int(self.inputs[np.nonzero(refused)[1][0]]))
-        values = self.table[np.arange(len(self.inputs)), picked]
-        Z[:, self.outputs] = np.where(missing, self.missing, values)
+        picked += self.starts
+        Z[:, self.outputs] = self.table.take(picked)
 
 
 class Columns(NamedTuple):
@@ -206,21 +216,18 @@ class Columns(NamedTuple):
         new = np.empty(len(order), dtype=np.intp)
         new[order] = np.arange(len(order))
         ordinals = self.ordinals
-        table, missing = ordinals.table.copy(), ordinals.missing.copy()
+        table = ordinals.table.copy()
         for j, values in enumerate(known):
             hits = np.flatnonzero(ordinals.outputs == order[j])
             if not len(hits):
                 return None
-            k = hits[0]
-            table[k] = _index_in(values, table[k])
-            missing[k] = _index_in(values, missing[k:k + 1])[0]
+            table[hits[0]] = _index_in(values, table[hits[0]])
         categories = tuple((column, np.where(out >= 0, new[out], -1),
                             new[fill] if fill >= 0 else -1)
                            for column, out, fill in self.categories)
         return self._replace(
             number_out=new[self.number_out], categories=categories,
-            ordinals=ordinals._replace(outputs=new[ordinals.outputs], table=table,
-                                       missing=missing))
+            ordinals=ordinals._replace(outputs=new[ordinals.outputs], table=table))
 
 
 def _index_in(known: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -252,8 +259,8 @@ class Linear(NamedTuple):
             labels = (scores > 0).astype(np.intp)
             if not probabilities:
                 return labels, None
-            positive = np.array([_expit(s) for s in scores.tolist()])
-            return labels, np.stack([1 - positive, positive], axis=1)
+            positive = np.array([expit(s) for s in scores.tolist()])
+            return labels, two_classes(1 - positive, positive)
         # A multinomial model, as scikit-learn 1.9 computes it: the same NumPy operations in
         # the same order, so the results are bitwise identical (tests/test_fast_path.py),
         # without its per-call input validation (~10x the arithmetic for one row), and the
@@ -298,7 +305,15 @@ class Linear(NamedTuple):
         return summed, np.broadcast_to(base, (len(X),))
 
 
-def _expit(x: float) -> float:
+def two_classes(negative, positive) -> np.ndarray:
+    """(rows, 2) float64: each row's two probabilities (np.stack costs twice this, 3 µs,
+    for one row)."""
+    proba = np.empty((len(positive), 2))
+    proba[:, 0], proba[:, 1] = negative, positive
+    return proba
+
+
+def expit(x: float) -> float:
     """scipy.special.expit, which LogisticRegression's binary predict_proba calls: 1 / (1 +
     exp(-x)) in C with the C library's exp, as math.exp is. NumPy's own (vectorised) exp may
     differ in the last bit, and importing scipy costs the cold start."""

@@ -90,19 +90,19 @@ class Views(NamedTuple):
 
     Views of the same rule are side by side (`rules`: (rule, start, stop) each), values
     as they are first, categories last. A category view is one table of the model (one
-    per distinct set of codes on a column, however many nodes test it): columns 0..width-1
-    of its row are the codes the model was fitted on, column `width` any other value
-    (negative, too large: the library's rule for a category it never saw), column width + 1
-    a missing value; the view is 1.0 where the table sends the row right, and the node's
-    cut 0.5."""
+    per distinct set of codes on a column, however many nodes test it), its row read at
+    one search of the value among `edges`: column 0 for a negative value, k + 1 for a code k
+    the model was fitted on (a value in [k, k + 1)), then any larger value and +inf (the
+    library's rule for a category it never saw), then a missing value, NaN; the view is
+    1.0 where the table sends the row right, and the node's cut 0.5."""
 
     dtype: type                 # np.float32 or np.float64: what features are compared in
     source: np.ndarray          # (C,) intp: the column of Z each view reads
     rules: tuple                # ((rule, start, stop), ...)
     categories: int             # the first category view
     slot: np.ndarray | None     # (category views,) intp: where its table row starts
-    table: np.ndarray | None    # (tables * (width + 2),) bool: goes right
-    width: int
+    table: np.ndarray | None    # (tables * (width + 4),) bool: goes right
+    edges: np.ndarray | None    # [0, 1, ..., width, inf, NaN]: a value's column in a row
 
     def of(self, Z: np.ndarray) -> np.ndarray:
         """(rows, C): every view of Z's rows."""
@@ -110,16 +110,10 @@ class Views(NamedTuple):
         for rule, start, stop in self.rules:
             rule(V[:, start:stop])
         if self.slot is not None:
-            codes = self.codes(V[:, self.categories:])
-            V[:, self.categories:] = self.table.take(codes + self.slot)
+            codes = self.edges.searchsorted(V[:, self.categories:], side="right")
+            codes += self.slot
+            V[:, self.categories:] = self.table.take(codes)
         return V
-
-    def codes(self, values: np.ndarray) -> np.ndarray:
-        """Each value's column in a table row."""
-        inside = (values >= 0) & (values < self.width)  # NaN: False
-        codes = np.where(inside, values, self.width).astype(np.intp)
-        codes[np.isnan(values)] = self.width + 1
-        return codes
 
 
 class Forest(NamedTuple):
@@ -193,17 +187,21 @@ def concatenate(trees: list, dtype, categories: tuple | None = None,
 
     trees: per tree (feature, threshold, nan_left, left, right), children -1 at leaves,
     thresholds already in the `<=` form. categories: (per tree a {node: table} dict, width),
-    each table a bool array of width + 2 saying which codes go left (Views); zeros: per
-    tree an (N_t,) bool array of LightGBM's zero_as_missing nodes.
+    each table a bool array of width + 2 saying which go left: codes 0..width-1, any other
+    value, a missing one; zeros: per tree an (N_t,) bool array of LightGBM's
+    zero_as_missing nodes.
     """
     sizes = [len(t[0]) for t in trees]
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
     feature = np.concatenate([t[0] for t in trees]).astype(np.intp)
     threshold = np.concatenate([t[1] for t in trees]).astype(dtype)
     nan_left = np.concatenate([t[2] for t in trees]).astype(bool)
-    left = np.concatenate([np.where(t[3] < 0, -1, t[3] + o) for t, o in zip(trees, offsets)])
-    right = np.concatenate([np.where(t[4] < 0, -1, t[4] + o) for t, o in zip(trees, offsets)])
+    shift = np.repeat(offsets, sizes)  # each node's tree's first node
+    left = np.concatenate([t[3] for t in trees]).astype(np.intp)
     leaf = left < 0
+    left = np.where(leaf, -1, left + shift)
+    right = np.concatenate([t[4] for t in trees]).astype(np.intp)
+    right = np.where(right < 0, -1, right + shift)
     feature[leaf] = 0
     # Level by level over every tree at once: each split's children, side by side.
     order, level, depth = [offsets], offsets, 0
@@ -273,10 +271,13 @@ def _views(dtype, feature, threshold, nan_right, zero, leaf, tables: dict, width
     first = int(np.searchsorted(places, len(RULES) + 1))
     chosen = [np.frombuffer(goes_right, dtype=bool) for goes_right, n in
               sorted(distinct_tables.items(), key=lambda item: item[1])]
-    chosen = [chosen[t] for t in distinct[first:, 2]]
+    # Each table as Views reads it: [unknown, codes..., unknown, unknown (+inf), missing].
+    chosen = [np.concatenate([t[width:width + 1], t[:width], t[width:width + 1], t[width:]])
+              for t in (chosen[t] for t in distinct[first:, 2])]
+    edges = np.concatenate([np.arange(width + 1), [np.inf, np.nan]]).astype(dtype)
     views = Views(dtype, distinct[:, 1].astype(np.intp), rules, first,
-                  np.arange(len(chosen), dtype=np.intp) * (width + 2) if chosen else None,
-                  np.concatenate(chosen) if chosen else None, width)
+                  np.arange(len(chosen), dtype=np.intp) * (width + 4) if chosen else None,
+                  np.concatenate(chosen) if chosen else None, edges if chosen else None)
     return views, view, cut
 
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from iris_predict.model.estimators import BINARY, MULTINOMIAL, REGRESSION
+from iris_predict.model.estimators import BINARY, MULTINOMIAL, REGRESSION, expit, two_classes
 
 # A float32 exp within this relative distance of a float32 midpoint may be rounded either
 # way by the C library's expf (glibc's is within 0.502 ULP, i.e. 2**-32 relative, of the
@@ -75,12 +75,6 @@ def c_expf(x: np.ndarray) -> np.ndarray:
     if near.any():
         rounded[near] = [expf(v) for v in x[near].tolist()]
     return rounded
-
-
-def _c_expit(x: np.ndarray) -> np.ndarray:
-    """scipy.special.expit: 1 / (1 + exp(-x)) with the C library's exp."""
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + c_exp(-x))
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -154,8 +148,9 @@ class Logistic(Link):
         labels = (score > 0 if self.strict else score >= 0).astype(np.intp)
         if not probabilities and not self.by_probability:
             return labels, None
-        positive = _c_expit(self.scale * score if self.scale != 1.0 else score)
-        proba = np.stack([1 - positive, positive], axis=1)
+        scaled = self.scale * score if self.scale != 1.0 else score
+        positive = np.array([expit(v) for v in scaled.tolist()])
+        proba = two_classes(1 - positive, positive)
         if self.by_probability:
             labels = proba.argmax(axis=1)
         return labels, (proba if probabilities else None)
@@ -203,9 +198,7 @@ class FloatLogistic(Link):
         labels = (positive > 0.5).astype(np.intp)
         if not probabilities:
             return labels, None
-        positive = positive.astype(np.float64)
-        return labels, np.stack([(np.float32(1) - positive.astype(np.float32)).astype(
-            np.float64), positive], axis=1)
+        return labels, two_classes(np.float32(1) - positive, positive)
 
 
 class FloatSoftmax(Link):

@@ -234,15 +234,9 @@ def _gb_start(estimator, classes: int) -> np.ndarray:
 
 def _hist_gradient_boosting(estimator, signature, columns, inputs):
     classes = _classes(estimator, signature)
-    known = _known_categories(estimator._bin_mapper)
-    arrays, values, tables, covers = [], [], [], []
-    for iteration in estimator._predictors:
-        for predictor in iteration:
-            tree, leaf_values, splits = _predictor_arrays(predictor, known)
-            arrays.append(tree)
-            values.append(leaf_values)
-            tables.append(splits)
-            covers.append(predictor.__dict__["nodes"]["count"])
+    arrays, values, tables, covers = _predictors_arrays(
+        [p for iteration in estimator._predictors for p in iteration],
+        _known_categories(estimator._bin_mapper))
     per_iteration = estimator.n_trees_per_iteration_
     nodes = forest.concatenate(arrays, np.float64, categories=(tables, CATEGORY_BITS))
     loss = type(estimator._loss).__name__
@@ -257,13 +251,13 @@ def _hist_gradient_boosting(estimator, signature, columns, inputs):
     recode = _recode(estimator)
     # Its own encoding folded into the pipeline's OrdinalEncoder tables, where it follows one.
     folded = recode and columns.recoded(recode.order, recode.known)
-    return forest.Ensemble(folded or columns, nodes, nodes.renumbered(np.concatenate(values)),
+    return forest.Ensemble(folded or columns, nodes, nodes.renumbered(values),
                            link, start=np.asarray(estimator._baseline_prediction,
                                                   dtype=np.float64).reshape(per_iteration),
                            groups=np.tile(np.arange(per_iteration),
                                           len(estimator._predictors)),
                            recode=None if folded else recode,
-                           covers=nodes.renumbered(np.concatenate(covers).astype(np.float64)),
+                           covers=nodes.renumbered(covers.astype(np.float64)),
                            # The trees take the columns in the recoded order.
                            inputs=inputs if recode is None else inputs[recode.order])
 
@@ -303,29 +297,45 @@ def _known_categories(bin_mapper) -> dict:
     return known
 
 
-def _predictor_arrays(predictor, known: dict) -> tuple:
-    """A TreePredictor's nodes and leaf values, and the table of each category split.
+def _predictors_arrays(predictors: list, known: dict) -> tuple:
+    """TreePredictors' nodes (per tree, as forest.concatenate takes them), leaf values and
+    covers (concatenated), and per tree the table of each category split.
 
-    Its predict (_predictor.pyx): a missing value goes where missing_go_to_left says; at a
+    Their predict (_predictor.pyx): a missing value goes where missing_go_to_left says; at a
     category split, a category in raw_left_cat_bitsets goes left, another known one right,
-    and a negative or unknown one is taken as missing."""
-    state = predictor.__dict__
-    nodes = state["nodes"]
+    and a negative or unknown one is taken as missing. All trees' nodes are read at once
+    (per tree, this was 13 µs of a 300-tree model's 4 ms)."""
+    states = [p.__dict__ for p in predictors]
+    sizes = [len(state["nodes"]) for state in states]
+    ends = np.cumsum(sizes).tolist()
+    # Copied tree by tree: np.concatenate would promote the record's fields pair by pair,
+    # 5 ms for 300 trees.
+    nodes = np.empty(ends[-1], dtype=states[0]["nodes"].dtype)
+    for state, size, end in zip(states, sizes, ends):
+        nodes[end - size:end] = state["nodes"]
     leaf = nodes["is_leaf"].astype(bool)
     left = np.where(leaf, TREE_LEAF, nodes["left"].astype(np.intp))
     right = np.where(leaf, TREE_LEAF, nodes["right"].astype(np.intp))
     missing_left = nodes["missing_go_to_left"].astype(bool)
-    splits = {}
-    bitsets = state["raw_left_cat_bitsets"]
-    for i in np.flatnonzero(nodes["is_categorical"].astype(bool) & ~leaf).tolist():
-        words = bitsets[nodes["bitset_idx"][i]]
-        goes_left = ((words[:, None] >> np.arange(32, dtype=np.uint32)) & 1).astype(
-            bool).ravel()
-        seen = known[int(nodes["feature_idx"][i])]
-        table = np.where(seen, goes_left, missing_left[i])
-        splits[i] = np.concatenate([table, [missing_left[i], missing_left[i]]])
-    return ((nodes["feature_idx"], nodes["num_threshold"], missing_left, left, right),
-            nodes["value"], splits)
+    columns = (nodes["feature_idx"], nodes["num_threshold"], missing_left, left, right)
+    arrays = [tuple(c[end - size:end] for c in columns) for size, end in zip(sizes, ends)]
+    tables = [{} for _ in predictors]
+    splits = np.flatnonzero(nodes["is_categorical"].astype(bool) & ~leaf)
+    if len(splits):
+        counts = [len(state["raw_left_cat_bitsets"]) for state in states]
+        bitsets = np.concatenate([state["raw_left_cat_bitsets"] for state in states])
+        tree = np.searchsorted(ends, splits, side="right")
+        first_bitset = np.cumsum([0] + counts[:-1])
+        words = bitsets[nodes["bitset_idx"][splits] + first_bitset[tree]]
+        goes_left = ((words[:, :, None] >> np.arange(32, dtype=np.uint32)) & 1).astype(
+            bool).reshape(len(splits), -1)
+        seen = np.stack([known[int(f)] for f in nodes["feature_idx"][splits].tolist()])
+        missing = missing_left[splits][:, None]
+        found = np.concatenate([np.where(seen, goes_left, missing), missing, missing], axis=1)
+        starts = np.array([0] + ends[:-1])
+        for t, node, table in zip(tree.tolist(), (splits - starts[tree]).tolist(), found):
+            tables[t][node] = table
+    return arrays, nodes["value"], tables, nodes["count"]
 
 
 BUILDERS = {
