@@ -89,9 +89,8 @@ def xgboost(booster: Booster, columns, inputs) -> forest.Ensemble:
         stop = int(np.asarray(model["iteration_indptr"])[booster.iterations])
         trees, groups = trees[:stop], groups[:stop]
     width = max([0] + [int(np.max(t["categories"])) + 1 for t in trees if len(t["categories"])])
-    arrays, values, splits = zip(*(_xgboost_tree(t, width) for t in trees))
-    nodes = forest.concatenate(list(arrays), np.float32,
-                               categories=(list(splits), width) if width else None)
+    arrays, values, splits = _xgboost_trees(trees, width)
+    nodes = forest.concatenate(arrays, np.float32, categories=(splits, width) if width else None)
     param = learner["learner_model_param"]
     outputs = max(1, int(param["num_class"]))
     base = np.asarray(_floats(param["base_score"]), dtype=np.float32)  # one, or one per class
@@ -102,7 +101,7 @@ def xgboost(booster: Booster, columns, inputs) -> forest.Ensemble:
         "multi:softprob": links.FloatSoftmax(), "multi:softmax": links.FloatSoftmax(True),
     }.get(objective) or (links.FloatExp() if objective in _LOG_LINK else links.Identity())
     covers = np.concatenate([np.asarray(t["sum_hessian"], dtype=np.float64) for t in trees])
-    return forest.Ensemble(columns, nodes, nodes.renumbered(np.concatenate(values)), link,
+    return forest.Ensemble(columns, nodes, nodes.renumbered(values), link,
                            start=start, groups=groups, covers=nodes.renumbered(covers),
                            inputs=inputs)
 
@@ -144,30 +143,39 @@ def _base_margin(objective: str, base: np.float32) -> np.float32:
     return base
 
 
-def _xgboost_tree(tree: dict, width: int) -> tuple:
-    left = np.asarray(tree["left_children"], dtype=np.intp)
-    right = np.asarray(tree["right_children"], dtype=np.intp)
-    condition = np.asarray(tree["split_conditions"], dtype=np.float32)
+def _xgboost_trees(trees: list, width: int) -> tuple:
+    """(per tree its nodes as forest.concatenate takes them, the leaf values concatenated,
+    per tree the table of each category split). All trees' arrays are read at once (tree by
+    tree, this was 13 µs a tree)."""
+    sizes = [len(tree["left_children"]) for tree in trees]
+    ends = np.cumsum(sizes).tolist()
+
+    def joined(key: str, dtype) -> np.ndarray:
+        return np.concatenate([tree[key] for tree in trees]).astype(dtype)
+
+    left, right = joined("left_children", np.intp), joined("right_children", np.intp)
+    condition = joined("split_conditions", np.float32)
     leaf = left < 0
     # x < c, for float32 x and c, is x <= the float32 just below c.
     threshold = np.where(leaf, condition, np.nextafter(condition, np.float32(-np.inf)))
     values = np.where(leaf, condition, np.float32(0))
-    default_left = np.asarray(tree["default_left"], dtype=bool)
-    splits = {}
-    categories = np.asarray(tree["categories"], dtype=np.intp)
-    segments = np.asarray(tree["categories_segments"], dtype=np.intp)
-    sizes = np.asarray(tree["categories_sizes"], dtype=np.intp)
-    for node, start, size in zip(np.asarray(tree["categories_nodes"]).tolist(),
-                                 segments.tolist(), sizes.tolist()):
-        # common::Decision: a category in the set goes right; another (unseen, negative,
-        # too large) left; a missing value goes to the default child.
-        table = np.ones(width + 2, dtype=bool)
-        table[categories[start:start + size]] = False
-        table[-1] = default_left[node]
-        splits[node] = table
-    arrays = (np.asarray(tree["split_indices"], dtype=np.intp), threshold, default_left,
-              np.where(leaf, -1, left), np.where(leaf, -1, right))
-    return arrays, values.astype(np.float32), splits
+    default_left = joined("default_left", bool)
+    columns = (joined("split_indices", np.intp), threshold, default_left,
+               np.where(leaf, -1, left), np.where(leaf, -1, right))
+    arrays = [tuple(c[end - size:end] for c in columns) for size, end in zip(sizes, ends)]
+    splits = [{} for _ in trees]
+    for tree, found, size, end in zip(trees, splits, sizes, ends):
+        categories = np.asarray(tree["categories"], dtype=np.intp)
+        for node, start, count in zip(np.asarray(tree["categories_nodes"]).tolist(),
+                                      np.asarray(tree["categories_segments"]).tolist(),
+                                      np.asarray(tree["categories_sizes"]).tolist()):
+            # common::Decision: a category in the set goes right; another (unseen, negative,
+            # too large) left; a missing value goes to the default child.
+            table = np.ones(width + 2, dtype=bool)
+            table[categories[start:start + count]] = False
+            table[-1] = default_left[end - size + node]
+            found[node] = table
+    return arrays, values, splits
 
 
 # --- LightGBM --------------------------------------------------------------------------------
@@ -318,7 +326,8 @@ _DOLLAR, _HASH, _END_ARRAY, _END_OBJECT = b"$#]}"
 
 def read_ubjson(data: bytes):
     """The value of a UBJSON document (ubjson.org), as XGBoost writes it: typed arrays of
-    numbers become NumPy arrays (one np.frombuffer each, not a Python float per number)."""
+    numbers become NumPy arrays (one np.frombuffer each, not a Python float per number),
+    read-only views of `data` in its big-endian order, which NumPy reads as any other."""
     data = bytes(data)
     value, end = _value(data, 0, None)
     if end != len(data):
@@ -373,7 +382,7 @@ def _array(data: bytes, at: int):
         end = at + count * dtype.itemsize
         if end > len(data):
             raise ValueError("UBJSON array beyond the end of the file")
-        return np.frombuffer(data, dtype, count, at).astype(dtype.newbyteorder("=")), end
+        return np.frombuffer(data, dtype, count, at), end
     items = []
     if count is None:
         while data[at] != _END_ARRAY:
