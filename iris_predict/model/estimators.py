@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from iris_predict.model.signature import UNKNOWN_CODE
+
 
 class Unsupported(Exception):
     """The fitted model is not one whose arithmetic Linear reproduces; the message says why."""
@@ -114,9 +116,8 @@ MULTINOMIAL, BINARY, REGRESSION = "multinomial", "binary", "regression"
 AVERAGE_ROW, EXPECTED_SCORE = "average training row", "expected score"
 
 
-# A served category is its index among the signature's categories, -1 if training never saw
-# it (protocols/rows.py), NaN if missing: taken as -2 where a code must be an index.
-UNKNOWN_CODE, MISSING_CODE = -1, -2
+# A missing category is served as NaN: taken as this where a code must be an index.
+MISSING_CODE = -2
 
 
 class Ordinals(NamedTuple):

@@ -21,6 +21,9 @@ TYPES = (NUMBER, CATEGORY)
 MINIMUM, EXCLUSIVE_MINIMUM = "minimum", "exclusiveMinimum"
 MAXIMUM, EXCLUSIVE_MAXIMUM = "maximum", "exclusiveMaximum"
 BOUND_KEYWORDS = (MINIMUM, EXCLUSIVE_MINIMUM, MAXIMUM, EXCLUSIVE_MAXIMUM)
+# A category is served as its index among the feature's categories; one training never saw,
+# as this.
+UNKNOWN_CODE = -1
 
 
 class SignatureError(ValueError):

@@ -24,7 +24,7 @@ import numpy as np
 
 from iris_predict import settings
 from iris_predict.errors import InvalidRequest, PayloadTooLarge
-from iris_predict.model.signature import Signature
+from iris_predict.model.signature import UNKNOWN_CODE, Signature
 from iris_predict.text import kind, show
 
 # BigQuery sends NUMERIC and BIGNUMERIC columns, and CSV every cell, as decimal text.
@@ -162,10 +162,11 @@ def _fast(rows: list, cols: Columns) -> Rows | None:
             except OverflowError:
                 return None
         elif types == {str}:
-            codes = list(map(index.get, column, itertools.repeat(-1)))
+            codes = list(map(index.get, column, itertools.repeat(UNKNOWN_CODE)))
             X[:, j] = codes
-            if -1 in codes:
-                unknown += [(i, j, column[i]) for i, code in enumerate(codes) if code == -1]
+            if UNKNOWN_CODE in codes:
+                unknown += [(i, j, column[i]) for i, code in enumerate(codes)
+                            if code == UNKNOWN_CODE]
         else:
             return None
     sub = X[:, cols.numbers]
@@ -268,8 +269,8 @@ def value(v, j: int, cols: Columns, where: str, at: int = 0, unknown: list | Non
     if not feature.number:
         if type(v) is not str:
             raise InvalidRequest(f"{where} must be {feature.allowed()}, got {_got(v)}")
-        code = cols.index[j].get(v, -1)
-        if code == -1 and unknown is not None:
+        code = cols.index[j].get(v, UNKNOWN_CODE)
+        if code == UNKNOWN_CODE and unknown is not None:
             unknown.append((at, j, v))
         return float(code)
     if text and isinstance(v, str) and DECIMAL.fullmatch(v.strip()):
