@@ -79,8 +79,17 @@ def test_the_numbers_clients_send_take_the_shortcut(rows):
     b'{"instances": [[1, 2, 3, 4],]}',
     b'{"instances": [[1, 2, 3, ]]}',                    # an empty slot
     b'{"instances": [[, 2, 3, 4]]}',
-    b'{"instances": [5[, 2, 3, 4]]}',                   # a number stray before a row...
-    b'{"instances": [[1, 2, 3, ]5, [6, 7, 8, 9]]}',     # ...or between rows, by an empty slot
+    # A number stray beside a row's bracket, where the flat array would have it fill an
+    # empty slot: before the first row, between rows (either side of their comma), after
+    # the last.
+    b'{"instances": 5[[, 2, 3, 4]]}',
+    b'{"instances": [5[, 2, 3, 4]]}',
+    b'{"instances": [[1, 2, 3, ]5, [6, 7, 8, 9]]}',
+    b'{"instances": [[1, 2, 3, 4], 5[, 6, 7, 8]]}',
+    b'{"instances": [[1, 2, 3, 4],5[, 6, 7, 8]]}',
+    b'{"instances": [[1, 2, 3, ] 5 , [6, 7, 8, 9]]}',
+    b'{"instances": [[1, 2, 3, ]5]}',
+    b'{"instances": [[1, 2, 3, ]]5}',
     b'{"instances": [[1, 2, 3, 4] 5]}',
     b'{"instances": [[1, 2, 3, 4]] 5}',
     b'{5 "instances": [[1, 2, 3, 4]]}',

@@ -28,11 +28,13 @@ import orjson
 
 SPACE = b" \t\n\r"  # JSON's white space, and nothing else (not \x0b or \x0c)
 NUMBER = b"0123456789.eE+-"
-# Every number's characters become "0" and white space goes: rows are then apart by
-# exactly "],[" unless a number strays beside a bracket. (Searching for "0[" instead
-# takes 20 times as long: "0" is half the bytes, "]" is rare.)
+# Every number's characters become "0", and white space and commas go: rows are then apart
+# by exactly "][" unless a number strays beside a bracket. (A search for "][" skips ahead
+# over the zeros; one for "],[" or "0[" steps through the commas and zeros a byte at a
+# time: 3 against 16 µs for 1,000 rows.)
 NUMBER_TO_ZERO = bytes.maketrans(NUMBER, b"0" * len(NUMBER))
-ROW_BREAK = b"],["
+NOT_IN_SHAPE = SPACE + b","
+ROW_BREAK = b"]["
 # {"instances": [[1, 2], [3, 4]]}  ->  ["instances",  1, 2 ,  3, 4  ]
 TO_FLAT_ARRAY = bytes.maketrans(b"{}:[]", b"[],  ")
 
@@ -48,8 +50,8 @@ def matrix(body: bytes, key: str, width: int) -> np.ndarray | None:
     expected = b'{"' + name.translate(None, NUMBER) + b'":[' + (row + b",") * (rows - 1) + row
     if skeleton != expected + b"]}" or b'"' + name + b'"' not in body:
         return None
-    shape = body.translate(NUMBER_TO_ZERO, SPACE)
-    if (not shape.startswith(b'{"' + name.translate(NUMBER_TO_ZERO) + b'":[[')
+    shape = body.translate(NUMBER_TO_ZERO, NOT_IN_SHAPE)
+    if (not shape.startswith(b'{"' + name.translate(NUMBER_TO_ZERO, NOT_IN_SHAPE) + b'":[[')
             or not shape.endswith(b"]]}") or shape.count(ROW_BREAK) != rows - 1):
         return None
     try:
