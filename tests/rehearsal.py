@@ -1,4 +1,4 @@
-"""Helpers for the deploy rehearsals: ./deploy.sh and the real gcloud CLI against tests/fake_gcp.py.
+"""Helpers for the deploy rehearsals: ./deploy.sh and the real gcloud CLI against tests/fake_gcp/.
 
 Nothing leaves the machine: gcloud talks only to the fake on loopback (its endpoint overrides,
 and its proxy, so a request for any other host is caught) with a throwaway config and a fake

@@ -1,5 +1,5 @@
 """The canary rehearsal: ./deploy.sh --canary, --promote and --rollback with the real gcloud CLI
-against tests/fake_gcp.py.
+against tests/fake_gcp/.
 
 The fake keeps the Cloud Run service behind the function: its revisions and its traffic, which
 gcloud reads and writes through Cloud Run's own API calls, recorded from gcloud and checked

@@ -1,6 +1,6 @@
 """The deploy rehearsal: ./deploy.sh and the real gcloud CLI against a fake Google Cloud.
 
-Nothing leaves the machine: gcloud talks only to tests/fake_gcp.py on loopback (its endpoint
+Nothing leaves the machine: gcloud talks only to tests/fake_gcp/ on loopback (its endpoint
 overrides, and its proxy, so a request for any other host is caught) with a throwaway config
 and a fake access token. The fake's function URL leads to a real functions-framework server,
 so deploy.sh's smoke test really calls the function, and the uploaded zip is installed into a

@@ -1,7 +1,7 @@
 """The drift export as docs/drift.md gives it: the sink, `gcloud logging read`, the SQL.
 
 The gcloud commands are taken from docs/drift.md and run with the real gcloud CLI against
-tests/fake_gcp.py (nothing leaves the machine). The log entries are a live server's sampled
+tests/fake_gcp/ (nothing leaves the machine). The log entries are a live server's sampled
 lines as Cloud Logging makes entries of them (tests/test_drift.py log_entry). The SQL is
 written for BigQuery: sqlglot parses it as BigQuery SQL, and DuckDB runs it over a table laid
 out as Cloud Logging's BigQuery export (lower-cased payload fields, numbers as FLOAT64). That

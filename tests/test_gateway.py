@@ -1,5 +1,5 @@
 """The API Gateway rehearsal: ./deploy.sh --gateway and its key commands with the real gcloud
-CLI against tests/fake_gcp.py, and the API config that gateway/api_config.py writes.
+CLI against tests/fake_gcp/, and the API config that gateway/api_config.py writes.
 
 The fake records what gcloud 528 calls (IAM service accounts and bindings, API Gateway's
 APIs, configs and gateways, Service Usage, API keys) and plays the gateway's proxy at its
