@@ -88,7 +88,9 @@ def test_answers_round_as_numpy_rounds_scikit_learns_probabilities(served, sklea
     X = INPUTS["out of range"][:rows].copy()
     body = answer(Batch(Kind.INSTANCES, X, probabilities=True), served)
     expected = np.round(sklearn_estimator.predict_proba(X), 6)
-    got = np.array([list(p.values()) for p in body["probabilities"]])
+    classes = load_iris().target_names.tolist()  # in scikit-learn's order, as each row's keys
+    assert all(list(p) == classes for p in body["probabilities"])
+    got = np.array([[p[name] for name in classes] for p in body["probabilities"]])
     assert np.array_equal(got, expected)  # exactly, not approximately
     assert [(w["row"], w["feature"], w["value"]) for w in body["warnings"]] == [
         (i, name, X[i, j]) for i, j in zip(*np.nonzero(

@@ -118,6 +118,9 @@ AVERAGE_ROW, EXPECTED_SCORE = "average training row", "expected score"
 
 # A missing category is served as NaN: taken as this where a code must be an index.
 MISSING_CODE = -2
+# row_max: NumPy's pass over one column of a score matrix costs about what its reduction of
+# this many short rows does (measured: 1,000 rows of 3 scores, 36 us by rows, 3.5 by columns).
+COLUMN_PASS_ROWS = 40
 
 
 class Ordinals(NamedTuple):
@@ -269,7 +272,7 @@ class Linear(NamedTuple):
         labels = scores.argmax(axis=1)  # classes_ are the signature's, in order (checked)
         if not probabilities:
             return labels, None
-        scores -= scores.max(axis=1, keepdims=True)  # sklearn.utils.extmath.softmax
+        scores -= row_max(scores)  # sklearn.utils.extmath.softmax
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=1, keepdims=True)
         return labels, scores
@@ -304,6 +307,21 @@ class Linear(NamedTuple):
         summed = np.zeros((len(X), X.shape[1]))
         np.add.at(summed.T, self.groups, parts.T)
         return summed, np.broadcast_to(base, (len(X),))
+
+
+def row_max(scores: np.ndarray) -> np.ndarray:
+    """(rows, 1): each row's largest score, as scores.max(axis=1, keepdims=True) gives it.
+
+    NumPy reduces a matrix's short rows one at a time (1,000 rows of 3 scores: 36 us); a
+    maximum is the same whatever the order it is taken in, so a long matrix is taken a column
+    at a time (3.5 us). One column costs about what COLUMN_PASS_ROWS rows do."""
+    if len(scores) <= COLUMN_PASS_ROWS * scores.shape[1]:
+        return scores.max(axis=1, keepdims=True)
+    columns = iter(scores.T)
+    largest = next(columns).copy()
+    for column in columns:
+        np.maximum(largest, column, out=largest)
+    return largest[:, None]
 
 
 def two_classes(negative, positive) -> np.ndarray:

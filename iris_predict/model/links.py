@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from iris_predict.model.estimators import BINARY, MULTINOMIAL, REGRESSION, expit, two_classes
+from iris_predict.model.estimators import (BINARY, MULTINOMIAL, REGRESSION, expit, row_max,
+                                          two_classes)
 
 # A float32 exp within this relative distance of a float32 midpoint may be rounded either
 # way by the C library's expf (glibc's is within 0.502 ULP, i.e. 2**-32 relative, of the
@@ -79,7 +80,7 @@ def c_expf(x: np.ndarray) -> np.ndarray:
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
     """sklearn.utils.extmath.softmax, in its own steps."""
-    scores = scores - scores.max(axis=1, keepdims=True)
+    scores = scores - row_max(scores)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=1, keepdims=True)
     return scores
@@ -173,7 +174,7 @@ class CSoftmax(Link):
     kind = MULTINOMIAL
 
     def answer(self, scores, probabilities):
-        terms = c_exp(scores - scores.max(axis=1, keepdims=True))
+        terms = c_exp(scores - row_max(scores))
         proba = terms / np.cumsum(terms, axis=1)[:, -1:]
         return proba.argmax(axis=1), (proba if probabilities else None)
 
@@ -215,7 +216,7 @@ class FloatSoftmax(Link):
 
     def answer(self, scores, probabilities):
         scores = scores.astype(np.float32)
-        shifted = scores - scores.max(axis=1, keepdims=True)
+        shifted = scores - row_max(scores)
         if self.by_margin:
             labels = scores.argmax(axis=1)
             if not probabilities:

@@ -99,12 +99,18 @@ def _probabilities(classes: tuple, proba: np.ndarray) -> list:
     p * 10**digits to the nearest integer, ties to even, divided back."""
     if len(proba) <= FEW_ROWS:  # NumPy's overhead per call outweighs the work here
         rounded = [[round(p * ROUNDING) / ROUNDING for p in row] for row in proba.tolist()]
-    else:
-        proba *= ROUNDING
-        np.rint(proba, out=proba)
-        proba /= ROUNDING
-        rounded = proba.tolist()
-    return [dict(zip(classes, row)) for row in rounded]
+        return [dict(zip(classes, row)) for row in rounded]
+    proba *= ROUNDING
+    np.rint(proba, out=proba)
+    proba /= ROUNDING
+    # Filled a class at a time: a few long lists from NumPy instead of one short list per
+    # row, and one store per value instead of a zip and a dict made of its pairs per row
+    # (1,000 rows of 3 classes: 350 -> 170 us).
+    rows = [{} for _ in range(len(proba))]
+    for name, column in zip(classes, proba.T.tolist()):
+        for row, p in zip(rows, column):
+            row[name] = p
+    return rows
 
 
 def warnings(model: Model, batch: Batch) -> list:
