@@ -1,8 +1,8 @@
 """Batches of nothing but numbers, decoded straight into the matrix (iris_predict/edge/number_rows.py).
 
-The oracle is the standard library: whatever the shortcut gives must be bitwise
-np.array(json.loads(body)[key], dtype=float), and every body it does not take
-must go the usual way, with the usual answer or refusal.
+The oracle is the standard library: whatever the shortcut gives must be json.loads(body)
+with its rows bitwise np.array(json.loads(body)[key], dtype=float), and every body it
+does not take must go the usual way, with the usual answer or refusal.
 """
 
 import json
@@ -32,13 +32,26 @@ def oracle(body: bytes, key: str = "instances") -> np.ndarray:
     return np.array(json.loads(body)[key], dtype=float)
 
 
+def shortcut(body: bytes, key: str = "instances") -> np.ndarray | None:
+    """The shortcut's matrix of the body's rows, checked to come with the body's other fields
+    as the standard library decodes them."""
+    payload = number_rows.decode(body, key, WIDTH)
+    if payload is None:
+        return None
+    expected = json.loads(body)
+    assert list(payload) == list(expected)  # the same fields, in the same order
+    assert {k: v for k, v in payload.items() if k != key} == {
+        k: v for k, v in expected.items() if k != key}
+    return payload[key]
+
+
 @BOUNDED
 @given(st.lists(st.lists(number_text, min_size=WIDTH, max_size=WIDTH), min_size=1, max_size=8),
        spaces, spaces)
 def test_numbers_in_any_form_decode_bitwise_as_the_standard_library(rows, space, comma):
     body = ('{' + space + '"instances"' + space + ':' + space + "[" + (comma + ",").join(
         "[" + (comma + ",").join(row) + "]" for row in rows) + "]" + space + "}").encode()
-    X = number_rows.matrix(body, "instances", WIDTH)
+    X = shortcut(body)
     if X is not None:  # None: a number beyond a double, which goes the usual way
         expected = oracle(body)
         assert X.shape == expected.shape
@@ -50,8 +63,47 @@ def test_numbers_in_any_form_decode_bitwise_as_the_standard_library(rows, space,
                 max_size=50))
 def test_the_numbers_clients_send_take_the_shortcut(rows):
     body = json.dumps({"instances": rows}).encode()
-    X = number_rows.matrix(body, "instances", WIDTH)
+    X = shortcut(body)
     assert X is not None and X.tobytes() == oracle(body).tobytes()
+    pretty = json.dumps({"instances": rows}, indent=2).encode()
+    assert shortcut(pretty).tobytes() == oracle(body).tobytes()
+
+
+# Other fields of any JSON, the rows' key and brackets in their strings too, but no array.
+field_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.sampled_from('ab:",{}[]\\ instances')),
+    lambda inner: st.dictionaries(st.text(max_size=12), inner, max_size=3), max_leaves=6)
+fields = st.dictionaries(st.text(max_size=12).filter(lambda k: k != "instances"), field_values,
+                         max_size=4)
+
+
+@BOUNDED
+@given(fields, st.lists(st.lists(number_values, min_size=WIDTH, max_size=WIDTH), min_size=1,
+                        max_size=20), fields, st.sampled_from([None, 2]))
+def test_the_rows_take_the_shortcut_beside_other_fields(before, rows, after, indent):
+    """Before the rows and after them (as BigQuery and KServe clients send "parameters")."""
+    body = json.dumps({**before, "instances": rows, **after}, indent=indent).encode()
+    X = shortcut(body)
+    if ('"instances"' not in json.dumps(before) and "]" not in json.dumps(after)
+            and number_rows.STAND_IN not in body):
+        assert X is not None, "fields without its name before or a ] after must not turn it off"
+    if X is not None:
+        assert X.tobytes() == oracle(body).tobytes()
+
+
+@pytest.mark.parametrize("body", [
+    b'{"instances": [[1, 2, 3, 4]], "parameters": {"probabilities": true}}',
+    b'{"requestId": "a:b", "caller": "//bigquery", "instances": [[1, 2, 3, 4]]}',
+    b'{"p": {"instances": 1}, "instances": [[1, 2, 3, 4]]}',  # its name as another's key...
+    b'{"p": "instances", "instances": [[1, 2, 3, 4]]}',       # ...or a value, first
+    b'\xef\xbb\xbf{"instances": [[1, 2, 3, 4]]}',  # a byte order mark, which both take
+    b'{"instances": [[1, 2, 3, 4]], "p": "\\\"instances\\\": [[5, 6, 7, 8]]"}',
+])
+def test_the_rows_are_found_as_the_top_level_key_or_not_at_all(body):
+    X = shortcut(body)
+    assert X is None or X.tobytes() == oracle(body).tobytes()
 
 
 @pytest.mark.parametrize("body", [
@@ -64,8 +116,16 @@ def test_the_numbers_clients_send_take_the_shortcut(rows):
     b'{"instances": [[1, 2, 3, "4"]]}',
     b'{"instances": [[1, 2, 3, [4]]]}',
     b'{"instances": [{"sl": 1, "sw": 2, "pl": 3, "pw": 4}]}',
-    b'{"instances": [[1, 2, 3, 4]], "parameters": {}}',
     b'{"instances": [[1, 2, 3, 4]], "instances": [[1, 2, 3, 4]]}',  # a repeated key
+    b'{"instances": [[1, 2, 3, 4]], "instances": 5}',
+    b'{"instances": 5, "instances": [[1, 2, 3, 4]]}',
+    b'{"p": {"instances": [[1, 2, 3, 4]]}, "instances": 5}',  # the rows of a nested object
+    b'{"p": {"instances": [[1, 2, 3, 4]]}}',
+    b'[{"instances": [[1, 2, 3, 4]]}]',                      # the rows of no body object
+    b'{"instances": [[1, 2, 3, 4]], "p": "number_rows.matrix"}',  # the stand-in in the body
+    b'{"p": {"instances": [[1, 2, 3, 4]]}, "instances": "number_rows.matrix"}',
+    b'{"instances": [[1, 2, 3, 4]], "p": [1]}',             # a "]" after the rows
+    b'{"instances": [[1, 2, 3, 4]], "p": }',                # the rest not JSON
     b'{"calls": [[1, 2, 3, 4]]}',
     b'{"inst1ances": [[1, 2, 3, 4]]}',                  # the skeleton alike, the key not
     b'{"instances": [[1, 2, 3, 01]]}',
@@ -98,11 +158,10 @@ def test_the_numbers_clients_send_take_the_shortcut(rows):
     b'{"instan ces": [[1, 2, 3, 4]]}',
     b'{"instances": [[1, 2, 3, 4]]}  5',
     b'{"instances": [[1, 2, 3, 4]]\x0b}',               # not JSON whitespace
-    b'\xef\xbb\xbf{"instances": [[1, 2, 3, 4]]}',       # a byte order mark
     b'[[1, 2, 3, 4]]',
 ])
 def test_anything_else_goes_the_usual_way(body):
-    assert number_rows.matrix(body, "instances", WIDTH) is None
+    assert number_rows.decode(body, "instances", WIDTH) is None
 
 
 @pytest.mark.parametrize("body", [
@@ -112,7 +171,7 @@ def test_anything_else_goes_the_usual_way(body):
 ])
 def test_numbers_at_the_edges_are_what_the_usual_path_decodes(body):
     usual = np.array(decoding.decode(body)["instances"], dtype=float)
-    assert number_rows.matrix(body, "instances", WIDTH).tobytes() == usual.tobytes()
+    assert shortcut(body).tobytes() == usual.tobytes()
 
 
 def test_the_front_door_takes_the_shortcut_for_a_batch_of_numbers():
@@ -124,13 +183,30 @@ def test_the_front_door_takes_the_shortcut_for_a_batch_of_numbers():
     [[5.1, 3.5, 1.4, 0.2], [6.3, 2.5, 4.9, 1.5], [7.7, 3.0, 6.1, 2.3]],
     [[3, 2, 1, 1], [8.5, 4.5, 7.5, 3.5], [100, 100, 100, 100], [1e-300, 1, 1, 1]],
 ])
-def test_answers_are_the_same_bytes_either_way(client, rows):
-    """The shortcut's answer against the usual path's (a "parameters" key turns it off)."""
-    shortcut = client.post("/", content=json.dumps({"instances": rows}), headers=JSON)
-    usual = client.post("/", content=json.dumps({"instances": rows, "parameters": {}}),
-                        headers=JSON)
-    assert shortcut.status_code == usual.status_code == 200
-    assert shortcut.content == usual.content
+@pytest.mark.parametrize("key, fields", [
+    ("instances", {}),
+    ("instances", {"parameters": {"probabilities": True}}),
+    # BigQuery's calls come after its other fields (docs/bigquery.md).
+    ("calls", {"requestId": "124ab1c", "caller": "//bigquery.googleapis.com/projects/p/jobs/j",
+               "sessionUser": "someone@example.com", "userDefinedContext": {}}),
+    ("calls", {"requestId": "124ab1c", "userDefinedContext": {"output": "json"}}),
+])
+def test_answers_are_the_same_bytes_either_way(client, monkeypatch, rows, key, fields):
+    """The shortcut's answer against the usual path's, the same body."""
+    body = json.dumps({**fields, key: rows})
+    taken, decode = [], number_rows.decode
+
+    def watched(*args):
+        taken.append(decode(*args))
+        return taken[-1]
+
+    monkeypatch.setattr(number_rows, "decode", watched)
+    fast = client.post("/", content=body, headers=JSON)
+    assert any(payload is not None for payload in taken), "the shortcut was not taken"
+    monkeypatch.setattr(number_rows, "decode", lambda *args: None)
+    usual = client.post("/", content=body, headers=JSON)
+    assert fast.status_code == usual.status_code == 200
+    assert fast.content == usual.content
 
 
 @pytest.mark.parametrize("body, message", [

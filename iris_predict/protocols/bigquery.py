@@ -27,6 +27,11 @@ def claims(payload) -> bool:
     return type(payload) is dict and CALLS in payload
 
 
+def decode_rows(body: bytes, signature):
+    """Calls of nothing but numbers, straight into the matrix; else None."""
+    return rows.numbers(body, CALLS, signature)
+
+
 def decode(body: bytes, headers: dict, signature):
     return decoding.decode(body)
 

@@ -14,7 +14,7 @@ import json
 import numpy as np
 
 from iris_predict import settings
-from iris_predict.edge import decoding, number_rows, page
+from iris_predict.edge import decoding, page
 from iris_predict.edge.responses import json_response
 from iris_predict.errors import InvalidRequest
 from iris_predict.model import served as model
@@ -40,12 +40,12 @@ def claims(payload) -> bool:
     return not (type(payload) is dict and "calls" in payload)
 
 
+def decode_rows(body: bytes, signature):
+    """A batch of nothing but numbers, its instances straight into the matrix; else None."""
+    return rows.numbers(body, INSTANCES, signature)
+
+
 def decode(body: bytes, headers: dict, signature):
-    if b"[" in body and signature.numeric:  # a batch of nothing but numbers: into the matrix
-        X = number_rows.matrix(body, INSTANCES, len(signature.names))
-        # Out of bounds, it is decoded again, for the message to show the value as sent.
-        if X is not None and rows.columns(signature).inside(X):
-            return {INSTANCES: X}
     try:
         return decoding.decode(body)
     except decoding.EmptyBody:

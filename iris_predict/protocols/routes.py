@@ -103,10 +103,19 @@ def decode(route: Route, media: str, body: bytes, headers: dict, signature) -> t
     """(the protocol that answers, the body as it decoded it).
 
     `media` is one of the route's media types (decoding.read_body checked). The
-    protocols taking it decode it alike, so the first decodes it for all.
+    protocols taking it decode it alike, so the first decodes it for all; but first,
+    each that has a decode_rows(body, signature) may find its rows of numbers in it and
+    decode them straight into the model's matrix (the rest as decode would).
     """
     takers = route.takers[media]
-    payload = takers[0].decode(body, headers, signature)
+    payload = None
+    for protocol in takers:
+        decode_rows = getattr(protocol, "decode_rows", None)
+        payload = decode_rows(body, signature) if decode_rows else None
+        if payload is not None:
+            break
+    else:
+        payload = takers[0].decode(body, headers, signature)
     for protocol in takers:
         if protocol.claims(payload):
             return protocol, payload

@@ -23,6 +23,7 @@ import re
 import numpy as np
 
 from iris_predict import settings
+from iris_predict.edge import number_rows
 from iris_predict.errors import InvalidRequest, PayloadTooLarge
 from iris_predict.model.signature import UNKNOWN_CODE, Signature
 from iris_predict.text import kind, show
@@ -96,6 +97,16 @@ def columns(signature: Signature) -> Columns:
     if _columns is None or _columns.signature is not signature:
         _columns = Columns(signature)
     return _columns
+
+
+def numbers(body: bytes, key: str, signature: Signature) -> dict | None:
+    """The body as decoding.decode gives it, with `key`'s rows as the model's matrix, when they
+    are nothing but numbers, each within its bounds (edge/number_rows.py); else None, and it
+    is decoded the usual way: out of bounds, so that the refusal shows the value as sent."""
+    if b"[" not in body or not signature.numeric:
+        return None
+    payload = number_rows.decode(body, key, len(signature.names))
+    return payload if payload is not None and columns(signature).inside(payload[key]) else None
 
 
 def check_rows(count: int, where: str):
