@@ -105,7 +105,7 @@ def _probabilities(classes: tuple, proba: np.ndarray) -> list:
     proba /= ROUNDING
     # Filled a class at a time: a few long lists from NumPy instead of one short list per
     # row, and one store per value instead of a zip and a dict made of its pairs per row
-    # (1,000 rows of 3 classes: 350 -> 170 us).
+    # (1,000 rows of 3 classes: 356 -> 189 us).
     rows = [{} for _ in range(len(proba))]
     for name, column in zip(classes, proba.T.tolist()):
         for row, p in zip(rows, column):

@@ -108,7 +108,6 @@ def decode(route: Route, media: str, body: bytes, headers: dict, signature) -> t
     decode them straight into the model's matrix (the rest as decode would).
     """
     takers = route.takers[media]
-    payload = None
     for protocol in takers:
         decode_rows = getattr(protocol, "decode_rows", None)
         payload = decode_rows(body, signature) if decode_rows else None
