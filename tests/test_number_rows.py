@@ -7,6 +7,7 @@ does not take must go the usual way, with the usual answer or refusal.
 
 import json
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -22,10 +23,21 @@ WIDTH = 4
 # JSON's number grammar (RFC 8259), as text, so exponents, signs and zeros come in every form.
 NUMBER = r"-?(0|[1-9][0-9]{0,20})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?"
 number_text = st.from_regex(NUMBER, fullmatch=True)
-# What clients send: floats as repr writes them, integers of any size.
-number_values = st.floats(allow_nan=False, allow_infinity=False) | st.integers()
+# What clients send: floats as repr writes them, integers of 64 bits (wider ones go the usual
+# way: test_numbers_at_the_edges_are_what_the_usual_path_decodes).
+number_values = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-2**63, 2**64 - 1)
 spaces = st.sampled_from(["", " ", "\n  ", "\t", "\r\n"])
 JSON = {"Content-Type": "application/json"}
+MIN_BODY_BYTES = number_rows.MIN_BODY_BYTES  # smaller bodies go the usual way: it is faster
+
+
+@pytest.fixture(autouse=True, scope="module")
+def every_size():
+    """The shortcut for bodies of any size: most here are smaller than it takes."""
+    patch = pytest.MonkeyPatch()
+    patch.setattr(number_rows, "MIN_BODY_BYTES", 0)
+    yield
+    patch.undo()
 
 
 def oracle(body: bytes, key: str = "instances") -> np.ndarray:
@@ -52,7 +64,8 @@ def test_numbers_in_any_form_decode_bitwise_as_the_standard_library(rows, space,
     body = ('{' + space + '"instances"' + space + ':' + space + "[" + (comma + ",").join(
         "[" + (comma + ",").join(row) + "]" for row in rows) + "]" + space + "}").encode()
     X = shortcut(body)
-    if X is not None:  # None: a number beyond a double, which goes the usual way
+    if X is not None:  # None: a number beyond a double or an integer beyond 64 bits, which
+        # go the usual way
         expected = oracle(body)
         assert X.shape == expected.shape
         assert X.tobytes() == expected.tobytes()  # bitwise: -0.0 and 0.0 differ
@@ -160,19 +173,62 @@ def test_the_rows_are_found_as_the_top_level_key_or_not_at_all(body, taken):
     b'{"instances": [[1, 2, 3, 4]]}  5',
     b'{"instances": [[1, 2, 3, 4]]\x0b}',               # not JSON whitespace
     b'[[1, 2, 3, 4]]',
+    b'{"instances": [1, 2, 3, 4, 5]}',                  # flat, as long as one row's tape
+    # ...and each of its numbers' 64 bits with simdjson's type of a double as their top byte
+    # (0x64, "d"), where a row's types would be read if its brackets were not checked.
+    b'{"instances": [' + b", ".join([b"4.946608029462092e+173"] * 5) + b']}',
+    b'{"instances": [[1, 2, 3, 4], [5, 6, 7, 8, [9]]]}',
+    b'{"instances": [[1, 2, 3, 4], {"a": 1}]}',
+    b'{"instances": [[1, 2, 3, "\xff"]]}',              # not UTF-8
+    b'{"instances": ' + b"[" * 2000 + b"]" * 2000 + b'}',  # deeper than simdjson goes
 ])
 def test_anything_else_goes_the_usual_way(body):
     assert number_rows.decode(body, "instances", WIDTH) is None
 
 
-@pytest.mark.parametrize("body", [
-    b'{"instances": [[1, 2, 3, 18446744073709551616]]}',  # beyond 64 bits: orjson's float
-    b'{"instances": [[1, 2, 3, 123456789012345678901234567890123]]}',
-    b'{"instances": [[1, 2, 3, 1e-400]]}',                  # below the least double: 0
+@pytest.mark.parametrize("body, taken", [
+    (b'{"instances": [[1, 2, 3, 18446744073709551615]]}', True),   # the widest 64-bit integer
+    (b'{"instances": [[1, 2, 3, -9223372036854775808]]}', True),   # the least
+    (b'{"instances": [[1, 2, 3, 9007199254740993]]}', True),       # 2**53 + 1: rounded to even
+    (b'{"instances": [[1, 2, 3, 18446744073709551616]]}', False),  # beyond 64 bits: orjson's float
+    (b'{"instances": [[1, 2, 3, -9223372036854775809]]}', False),
+    (b'{"instances": [[1, 2, 3, 123456789012345678901234567890123]]}', False),
+    (b'{"instances": [[1, 2, 3, 1e-400]]}', True),                 # below the least double: 0
+    (b'{"instances": [[1, 2, 3, -0]]}', True),                     # an integer: 0.0, not -0.0
+    (b'{"instances": [[1, 2, 3, -0.0]]}', True),
+    (b'{"instances": [[1, 2, 3, 4.9e-324]]}', True),               # the least subnormal
+    (b'{"instances": [[1, 2, 3, 1.7976931348623157e308]]}', True),  # the greatest double
 ])
-def test_numbers_at_the_edges_are_what_the_usual_path_decodes(body):
+def test_numbers_at_the_edges_are_what_the_usual_path_decodes(body, taken):
     usual = np.array(decoding.decode(body)["instances"], dtype=float)
-    assert shortcut(body).tobytes() == usual.tobytes()
+    X = shortcut(body)
+    assert (X is not None) is taken
+    assert X is None or X.tobytes() == usual.tobytes()
+
+
+def test_the_tape_is_read_where_simdjson_writes_it():
+    """number_rows reads simdjson's memory through cysimdjson's element address, not an API:
+    an upgrade of either that moves it fails here first, by name (its docstring's Threat)."""
+    import cysimdjson
+
+    parser = cysimdjson.JSONParser()
+    words = number_rows._tape(parser.parse(b"[[1.5, -2], [3, 18446744073709551615]]")).tolist()
+    # simdjson's tape format (its doc/tape.md): a type in each word's top byte; a number's
+    # word is followed by its 64 bits.
+    assert words[0] & (2**56 - 1) == len(words) == 16  # the root's payload: where it ends
+    types = {i: chr(words[i] >> 56) for i in (0, 1, 2, 3, 5, 7, 8, 9, 11, 13, 14, 15)}
+    assert "".join(types.values()) == "r[[dl][lu]]r"
+    assert words[4] == struct.unpack("<Q", struct.pack("<d", 1.5))[0]
+    assert (words[6], words[10], words[12]) == (2**64 - 2, 3, 2**64 - 1)
+
+
+def test_only_bodies_big_enough_to_gain_take_the_shortcut(monkeypatch):
+    monkeypatch.setattr(number_rows, "MIN_BODY_BYTES", MIN_BODY_BYTES)
+    small = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]] * 2}).encode()
+    big = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]] * 50}).encode()
+    assert len(small) < MIN_BODY_BYTES <= len(big)
+    assert number_rows.decode(small, "instances", WIDTH) is None
+    assert shortcut(big).tobytes() == oracle(big).tobytes()
 
 
 def test_the_front_door_takes_the_shortcut_for_a_batch_of_numbers():
