@@ -153,9 +153,9 @@ def test_the_rows_are_found_as_the_top_level_key_or_not_at_all(body, taken):
     b'{"instances": [[1, 2, 3, 4],]}',
     b'{"instances": [[1, 2, 3, ]]}',                    # an empty slot
     b'{"instances": [[, 2, 3, 4]]}',
-    # A number stray beside a row's bracket, where the flat array would have it fill an
-    # empty slot: before the first row, between rows (either side of their comma), after
-    # the last.
+    # A number stray beside a row's bracket (a flat array of the numbers, read before
+    # simdjson, would have it fill an empty slot): before the first row, between rows
+    # (either side of their comma), after the last.
     b'{"instances": 5[[, 2, 3, 4]]}',
     b'{"instances": [5[, 2, 3, 4]]}',
     b'{"instances": [[1, 2, 3, ]5, [6, 7, 8, 9]]}',
