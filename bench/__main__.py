@@ -17,6 +17,7 @@ import platform
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,8 @@ from bench.bodies import batch_bodies
 from bench.servers import (ASGI_DECODING, ASGI_HELLO, CLOUD_RUN_SERVERS, CLOUD_RUN_SOURCES,
                            FLASK_HELLO, FUNCTION, INLINE, LAZY, MLFLOW, PEER_NAMES, PIPELINE,
                            PIPELINE_MODEL, PROTOCOL_VARIANTS, SPECS,
-                           STACK_VARIANTS, THREADED, TREE_DIRECTORY, TREE_SERVERS, TUTORIAL,
+                           STACK_VARIANTS, THREADED, TREE_BYTECODE, TREE_DIRECTORY,
+                           TREE_SERVERS, TUTORIAL,
                            Server, save_mlflow_model)
 from harness import ROOT
 
@@ -93,6 +95,10 @@ class Bench:
         pipeline.make(self.bins["project"], PIPELINE_MODEL)
         # Fitted here: this interpreter has the training libraries.
         trees.make(TREE_DIRECTORY, trees.QUICK_ROWS if quick else trees.ROWS)
+        shutil.rmtree(TREE_BYTECODE, ignore_errors=True)
+        subprocess.run([str(self.bins["project"] / "python"), "-m", "compileall", "-q",
+                        "main.py", "iris_predict"], cwd=ROOT, check=True, timeout=300,
+                       env={**os.environ, "PYTHONPYCACHEPREFIX": str(TREE_BYTECODE)})
 
     def server(self, name: str, prefix: tuple = ()) -> Server:
         return Server(name, self.bins[SPECS[name].venv], prefix)
