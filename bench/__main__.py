@@ -17,7 +17,6 @@ import platform
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,8 +26,7 @@ from bench.bodies import batch_bodies
 from bench.servers import (ASGI_DECODING, ASGI_HELLO, CLOUD_RUN_SERVERS, CLOUD_RUN_SOURCES,
                            FLASK_HELLO, FUNCTION, INLINE, LAZY, MLFLOW, PEER_NAMES, PIPELINE,
                            PIPELINE_MODEL, PROTOCOL_VARIANTS, SPECS,
-                           STACK_VARIANTS, THREADED, TREE_BYTECODE, TREE_DIRECTORY,
-                           TREE_SERVERS, TUTORIAL,
+                           STACK_VARIANTS, THREADED, TREE_DIRECTORY, TREE_SERVERS, TUTORIAL,
                            Server, save_mlflow_model)
 from harness import ROOT
 
@@ -95,10 +93,6 @@ class Bench:
         pipeline.make(self.bins["project"], PIPELINE_MODEL)
         # Fitted here: this interpreter has the training libraries.
         trees.make(TREE_DIRECTORY, trees.QUICK_ROWS if quick else trees.ROWS)
-        shutil.rmtree(TREE_BYTECODE, ignore_errors=True)
-        subprocess.run([str(self.bins["project"] / "python"), "-m", "compileall", "-q",
-                        "main.py", "iris_predict"], cwd=ROOT, check=True, timeout=300,
-                       env={**os.environ, "PYTHONPYCACHEPREFIX": str(TREE_BYTECODE)})
 
     def server(self, name: str, prefix: tuple = ()) -> Server:
         return Server(name, self.bins[SPECS[name].venv], prefix)

@@ -47,11 +47,6 @@ TREE_MODELS = {trees.LINEAR: "20 features: linear pipeline", trees.XGBOOST: "20 
                trees.FOREST: "20 features: random forest"}
 TREE_SERVERS = tuple(TREE_MODELS.values())
 TREE_DIRECTORY = VENVS / "tree-models"  # made anew each run
-# The tree servers and their linear reference read the project's bytecode from here, compiled
-# once a run (bench/__main__.py), as a Cloud Run instance finds the bundle's compiled: without
-# it, every start under PYTHONDONTWRITEBYTECODE compiles the sources again, and a tree model
-# compiles the tree evaluator's modules too (docs/performance.md "Tree models").
-TREE_BYTECODE = VENVS / "tree-bytecode"
 H11_ASYNCIO = "(b) on h11 + asyncio"
 HTTPTOOLS_ASYNCIO = "(b) on httptools + asyncio"
 TUNED_PROTOCOL = "(b) on the function's protocol"
@@ -166,8 +161,7 @@ SPECS = {
     PIPELINE: Spec("project", function, body=PIPELINE_BODY,
                    env={"MODEL_PATH": str(PIPELINE_MODEL)}),
     **{server: Spec("project", function, body=json.dumps(trees.ONE_ROW).encode(),
-                    env={"MODEL_PATH": str(trees.model_path(TREE_DIRECTORY, model)),
-                         "PYTHONPYCACHEPREFIX": str(TREE_BYTECODE)})
+                    env={"MODEL_PATH": str(trees.model_path(TREE_DIRECTORY, model))})
        for model, server in TREE_MODELS.items()},
     FUNCTION_MLFLOW: Spec("project", function, "/invocations", MLFLOW_BODY),
     FUNCTION_V2: Spec("project", function, V2_PATH, V2_BODY),
