@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import re
+import select
 import sys
 import time
 
@@ -89,7 +90,7 @@ def _write_this_turn(fd: int, line: bytes):
         try:
             asyncio.get_running_loop().call_soon(_write_turn, fd)
         except RuntimeError:
-            os.write(fd, line)
+            write_all(fd, line)
             return
     _this_turn.append(line)
 
@@ -97,7 +98,23 @@ def _write_this_turn(fd: int, line: bytes):
 def _write_turn(fd: int):
     lines = b"".join(_this_turn)
     _this_turn.clear()
-    os.write(fd, lines)
+    write_all(fd, lines)
+
+
+def write_all(fd: int, data: bytes):
+    """Write every byte of `data`, as the logging handler's stream would.
+
+    One os.write may take only part of it (a pipe nearly full, a signal), or refuse with
+    BlockingIOError where the descriptor was made non-blocking (stdout's pipe is shared with
+    whatever else holds it): the rest would be lost, and the next line would land glued to a
+    cut one. So write on, waiting for room, as a blocking write would.
+    """
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [])
 
 
 def request(method: str, status: int, started: float, protocol: str, severity: str = "INFO",

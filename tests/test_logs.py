@@ -1,13 +1,16 @@
 """The live server's log lines: JSON that Cloud Logging reads, one per request, no client data."""
 
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from harness import ROOT, FunctionServer
+from iris_predict import logs
 
 PROJECT = "iris-test-project"
 TRACE_ID = "105445aa7843bc8bf206b12000100000"
@@ -213,3 +216,27 @@ def test_each_line_names_the_protocol_without_the_clients_data():
     assert lines[-1]["message"].startswith("GET 404: /nowhere: nothing here")
     for secret in map(str, SECRET_VALUES):
         assert secret not in output
+
+
+@pytest.mark.parametrize("blocking", [True, False])
+def test_lines_reach_a_full_pipe_whole(blocking):
+    """A pipe fuller than one write takes, read slowly: every byte arrives, in order."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, blocking)
+    data = b"".join(b'{"n":%d}\n' % n for n in range(40_000))  # several pipe buffers
+    received = bytearray()
+
+    def reader():
+        while chunk := os.read(read_end, 4096):
+            received.extend(chunk)
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        logs.write_all(write_end, data)
+    finally:
+        os.close(write_end)
+        thread.join(timeout=60)
+        os.close(read_end)
+    assert bytes(received) == data
