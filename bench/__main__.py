@@ -26,7 +26,8 @@ from bench.bodies import batch_bodies
 from bench.servers import (ASGI_DECODING, ASGI_HELLO, CLOUD_RUN_SERVERS, CLOUD_RUN_SOURCES,
                            FLASK_HELLO, FUNCTION, INLINE, LAZY, MLFLOW, PEER_NAMES, PIPELINE,
                            PIPELINE_MODEL, PROTOCOL_VARIANTS, SPECS,
-                           STACK_VARIANTS, THREADED, TREE_DIRECTORY, TREE_SERVERS, TUTORIAL,
+                           STACK_VARIANTS, THREADED, TREE_DIRECTORY, TREE_SERVERS,
+                           TREE_WORKSPACE, TUTORIAL,
                            Server, save_mlflow_model)
 from harness import ROOT
 
@@ -93,6 +94,8 @@ class Bench:
         pipeline.make(self.bins["project"], PIPELINE_MODEL)
         # Fitted here: this interpreter has the training libraries.
         trees.make(TREE_DIRECTORY, trees.QUICK_ROWS if quick else trees.ROWS)
+        bundle = {path: ROOT / path for path in cloudrun.bundle_files()}
+        cloudrun.workspace(TREE_WORKSPACE, bundle, self.bins["project"] / "python")
 
     def server(self, name: str, prefix: tuple = ()) -> Server:
         return Server(name, self.bins[SPECS[name].venv], prefix)
