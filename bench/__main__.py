@@ -94,8 +94,7 @@ class Bench:
         pipeline.make(self.bins["project"], PIPELINE_MODEL)
         # Fitted here: this interpreter has the training libraries.
         trees.make(TREE_DIRECTORY, trees.QUICK_ROWS if quick else trees.ROWS)
-        bundle = {path: ROOT / path for path in cloudrun.bundle_files()}
-        cloudrun.workspace(TREE_WORKSPACE, bundle, self.bins["project"] / "python")
+        cloudrun.workspace(TREE_WORKSPACE, cloudrun.bundle(), self.bins["project"] / "python")
 
     def server(self, name: str, prefix: tuple = ()) -> Server:
         return Server(name, self.bins[SPECS[name].venv], prefix)

@@ -25,6 +25,7 @@ buildpack compiles it. Every start runs with PYTHONDONTWRITEBYTECODE=1: an insta
 die with it, so each start here is a first one, as each instance's is.
 """
 
+import functools
 import os
 import re
 import shutil
@@ -49,11 +50,12 @@ LIFECYCLE_MTIME = 315532801
 COMPILE_FUNCTION = ("-m", "compileall", "-f", "-q", ".")
 
 
-def bundle_files() -> list:
-    """The files deploy.sh uploads, as gcloud lists them from .gcloudignore."""
+@functools.cache
+def bundle() -> dict:
+    """The files deploy.sh uploads, as gcloud lists them from .gcloudignore: {path: file}."""
     run = subprocess.run(["gcloud", "meta", "list-files-for-upload", str(ROOT)],
                          capture_output=True, text=True, timeout=120, check=True)
-    return sorted(run.stdout.split())
+    return {path: ROOT / path for path in sorted(run.stdout.split())}
 
 
 def workspace(where: Path, files: dict, python: Path) -> Path:
@@ -78,8 +80,7 @@ def prepare(bin_dir: Path, sources: dict) -> None:
     """Each server's workspace, from the sources as they are now ({server: its one source
     file as main.py, or None for the bundle}); `bin_dir` is the "cloudrun" venv's."""
     EMPTY_PYCACHE.mkdir(parents=True, exist_ok=True)
-    bundle = {path: ROOT / path for path in bundle_files()}
     for server, source in sources.items():
-        files = bundle if source is None else {"main.py": source,
-                                               "requirements.txt": ROOT / "requirements.txt"}
+        files = bundle() if source is None else {"main.py": source,
+                                                 "requirements.txt": ROOT / "requirements.txt"}
         workspace(directory(server), files, bin_dir / "python")

@@ -184,11 +184,12 @@ def test_a_venv_that_cannot_install_says_why(tmp_path, monkeypatch):
 def test_the_cloud_run_workspace_is_the_bundle_compiled_as_the_buildpack_compiles_it(tmp_path):
     """bench/cloudrun.py: what deploy.sh uploads, the lifecycle's mtimes, bytecode an instance
     loads without compiling; and with the no-bytecode condition, none found."""
-    files = cloudrun.bundle_files()  # gcloud reading .gcloudignore
+    bundle = cloudrun.bundle()  # gcloud reading .gcloudignore
+    files = list(bundle)
     assert {"main.py", "model.joblib", "model.json", "requirements.txt"} <= set(files)
     assert not [f for f in files if f.startswith(("tests/", "bench/")) or "__pycache__" in f]
-    where = cloudrun.workspace(tmp_path / "function", {f: ROOT / f for f in files},
-                               Path(sys.executable))
+    assert all(bundle[f] == ROOT / f for f in files)
+    where = cloudrun.workspace(tmp_path / "function", bundle, Path(sys.executable))
     sources = sorted(where.rglob("*.py"))
     assert len(sources) == len([f for f in files if f.endswith(".py")])
     for source in sources:
